@@ -1,0 +1,37 @@
+// The per-step interfaces every compute backend implements (CPU reference here, CUDA in cuda/). They are
+// per step, not per op, so no virtual call sits inside a layer loop. The engine owns the protocol
+// (prompt, sampling order, stop rules); a backend owns weights on its device and the KV caches.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "core/sampler.h"
+
+namespace qtts {
+
+class TalkerBackend {
+public:
+    virtual ~TalkerBackend() = default;
+    // Starts a new sequence: runs `n` prefill positions (embeds [n, n_embd]).
+    virtual void prefill(std::span<const float> embeds, int64_t n) = 0;
+    // Appends one position (embed [n_embd]).
+    virtual void step(std::span<const float> embed) = 0;
+    // Final-normed hidden state [n_embd] and raw codec_head logits [vocab] of the last position.
+    virtual std::span<const float> hidden() const = 0;
+    virtual std::span<const float> logits() const = 0;
+    virtual std::string name() const = 0;
+};
+
+class PredictorBackend {
+public:
+    virtual ~PredictorBackend() = default;
+    // Given the talker hidden state that produced codes[0], fills codes[1 .. G-1] for frame `frame`.
+    // Draws use rng.uniform(stream = 1 + codebook, counter = frame).
+    virtual void predict(std::span<const float> talker_hidden, std::span<int32_t> codes,
+                         const SamplerSettings& settings, const CounterRng& rng, uint64_t frame) = 0;
+    virtual std::string name() const = 0;
+};
+
+}  // namespace qtts

@@ -1,0 +1,206 @@
+// Generation protocol (spec §5): prompt → prefill → per frame {sample codebook 0, stop on EOS or cap,
+// predict codebooks 1..G-1, vocode, feed the next talker input}. Backend-agnostic.
+#include "core/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+#include "core/prompt.h"
+#include "core/utf8.h"
+
+namespace qtts {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+SamplerSettings talker_defaults(const GenerationDefaults& g) {
+    return {g.do_sample, float(g.temperature), g.top_k, float(g.top_p), float(g.repetition_penalty)};
+}
+SamplerSettings predictor_defaults(const GenerationDefaults& g) {
+    return {g.subtalker_do_sample, float(g.subtalker_temperature), g.subtalker_top_k, float(g.subtalker_top_p), 1.0f};
+}
+}  // namespace
+
+Device parse_device(std::string_view name) {
+    if (name == "cpu") return Device::cpu;
+    if (name == "cuda") return Device::cuda;
+    if (name == "auto") return Device::automatic;
+    throw InputError(fmt::format("unknown device '{}'", name), "use --device cpu, cuda or auto");
+}
+
+std::string_view stop_reason_name(StopReason r) {
+    switch (r) {
+        case StopReason::eos: return "eos";
+        case StopReason::frame_cap: return "frame-cap";
+        case StopReason::cancelled: return "cancelled";
+    }
+    return "?";
+}
+
+std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
+    std::shared_ptr<Model> m(new Model());
+    m->dir_ = dir;
+    m->config_ = load_model_config(dir);
+    m->tokenizer_.emplace(Tokenizer::from_directory(dir));
+    m->store_ = TensorStore::open_in(dir, "model");
+    m->weights_ = ModelWeights::load(m->store_, m->config_);
+    const TensorStore vocoder_store = TensorStore::open_in(dir / "speech_tokenizer", "model");
+    m->vocoder_ = std::make_unique<Vocoder>(Vocoder::load(vocoder_store, m->config_.vocoder));
+    if (options.device == Device::cuda)
+        throw GpuError("this build has no CUDA engine yet", "use --device cpu (or auto)");
+    m->device_ = Device::cpu;
+    return m;
+}
+
+std::vector<float> Model::text_vector(int64_t id) const {
+    std::vector<float> out(size_t(config_.talker.stack.n_embd));
+    weights_.text_vector(store_, id, out.data());
+    return out;
+}
+
+std::string prepare_text(std::string_view raw) {
+    if (!is_valid_utf8(raw))
+        throw InputError("the text is not valid UTF-8", "convert the input to UTF-8 (e.g. with iconv)");
+    std::string text;
+    text.reserve(raw.size());
+    for (char c : raw) {
+        const auto u = static_cast<unsigned char>(c);
+        text.push_back((u < 0x20 && c != '\n' && c != '\t') || u == 0x7F ? ' ' : c);
+    }
+    const auto is_space = [](char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; };
+    size_t b = 0, e = text.size();
+    while (b < e && is_space(text[b])) ++b;
+    while (e > b && is_space(text[e - 1])) --e;
+    if (b == e) throw InputError("the text is empty", "give the text to speak as an argument, with -f FILE, or on stdin");
+    return text.substr(b, e - b);
+}
+
+Session::Session(std::shared_ptr<const Model> model)
+    : model_(std::move(model)), talker_(make_cpu_talker(model_->weights())),
+      predictor_(make_cpu_predictor(model_->weights())) {}
+
+std::string Session::backend_name() const { return talker_->name(); }
+
+SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserver* observer) {
+    const auto t_start = std::chrono::steady_clock::now();
+    const ModelConfig& c = model_->config();
+    const int64_t E = c.talker.stack.n_embd, G = c.talker.num_code_groups, vocab = c.talker.stack.vocab_size;
+    const int64_t eos = c.talker.codec_eos_id;
+    SynthesisResult res;
+
+    // Text: user text is tokenized on its own with added tokens NOT matched, so "<|im_end|>" typed by a
+    // user is spoken as characters, never obeyed; this equals the official [3:-5] slice of the wrapped
+    // prompt for every text without literal special tokens (prepare_text removes the leading newline case).
+    const std::string text = prepare_text(req.text);
+    const auto language = language_codec_id(c, req.language);
+    res.text_ids = model_->tokenizer().encode(text, Tokenizer::Specials::as_text);
+    if (res.text_ids.empty()) throw InputError("the text has no tokens", "give some text to speak");
+    res.times.tokenize_s = seconds_since(t_start);
+    if (req.speaker_embedding && int64_t(req.speaker_embedding->size()) != E)
+        throw InputError(fmt::format("speaker embedding has {} values; this model needs {}",
+                                     req.speaker_embedding->size(), E),
+                         "compute it with the same model size");
+
+    const int64_t cap_limit = c.generation.max_new_tokens - 1;  // HF: N codebook-0 samples → ≤ N-1 frames
+    res.frame_cap = req.max_frames > 0 ? req.max_frames : std::min(default_frame_cap(text), cap_limit);
+    const SamplerSettings talker_settings = req.talker.value_or(talker_defaults(c.generation));
+    const SamplerSettings predictor_settings = req.predictor.value_or(predictor_defaults(c.generation));
+    const CounterRng rng(req.seed);
+
+    // Prefill.
+    const PromptPlan plan = build_prompt_plan(
+        c, res.text_ids, {.language_codec_id = language, .has_speaker = req.speaker_embedding.has_value(),
+                          .non_streaming_text = req.non_streaming_text});
+    const int64_t L = int64_t(plan.prefill.size());
+    std::vector<float> embeds(size_t(L * E), 0.0f);
+    for (int64_t i = 0; i < L; ++i) {
+        const PrefillPosition& pos = plan.prefill[size_t(i)];
+        float* row = &embeds[size_t(i * E)];
+        model_->weights().text_vector(model_->store(), pos.text_id, row);
+        const float* codec = pos.codec_id >= 0             ? model_->weights().codebook_row(0, pos.codec_id)
+                             : pos.codec_id == kSpeakerVector ? req.speaker_embedding->data()
+                                                              : nullptr;
+        if (codec)
+            for (int64_t d = 0; d < E; ++d) row[d] += codec[d];
+    }
+    std::vector<std::vector<float>> trailing;
+    for (int64_t id : plan.trailing_text) trailing.push_back(model_->text_vector(id));
+    const std::vector<float> pad_vector = model_->text_vector(c.tts_pad_token_id);
+
+    auto t0 = std::chrono::steady_clock::now();
+    talker_->prefill(embeds, L);
+    res.times.prefill_s = seconds_since(t0);
+
+    VocoderStream vocoder(model_->vocoder());
+    std::vector<int32_t> history, frame(size_t(G)), pending;
+    std::vector<float> logits(size_t(vocab)), next(size_t(E)), pcm;
+    const auto flush_vocoder = [&]() {
+        if (pending.empty()) return;
+        const auto tv = std::chrono::steady_clock::now();
+        pcm.clear();
+        vocoder.push(pending, pcm);
+        pending.clear();
+        res.times.vocoder_s += seconds_since(tv);
+        if (res.times.first_audio_s < 0) res.times.first_audio_s = seconds_since(t_start);
+        res.audio.insert(res.audio.end(), pcm.begin(), pcm.end());
+        if (observer) observer->on_audio(pcm);
+    };
+
+    for (int64_t g = 0;; ++g) {
+        if (observer && observer->should_stop()) {
+            res.stop = StopReason::cancelled;
+            break;
+        }
+        // Codebook 0 (spec §5.5): penalty → EOS ban (first 2) → suppress control ids → sample.
+        const auto raw = talker_->logits();
+        std::copy(raw.begin(), raw.end(), logits.begin());
+        if (observer) observer->on_talker_logits(g, logits);
+        apply_repetition_penalty(logits, history, talker_settings.repetition_penalty);
+        constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+        if (g < 2) logits[size_t(eos)] = kNegInf;
+        for (int64_t id = vocab - 1024; id < vocab; ++id)
+            if (id != eos) logits[size_t(id)] = kNegInf;
+        const int32_t c0 = sample_token(logits, talker_settings, rng.uniform(0, uint64_t(g)));
+        if (c0 == eos) {
+            res.stop = StopReason::eos;
+            break;
+        }
+        history.push_back(c0);
+        frame[0] = c0;
+        t0 = std::chrono::steady_clock::now();
+        predictor_->predict(talker_->hidden(), frame, predictor_settings, rng, uint64_t(g));
+        res.times.predictor_s += seconds_since(t0);
+        res.codes.insert(res.codes.end(), frame.begin(), frame.end());
+        pending.insert(pending.end(), frame.begin(), frame.end());
+        ++res.n_frames;
+        if (observer) observer->on_frame(g, frame);
+        if (int64_t(pending.size()) >= req.vocoder_chunk_frames * G) flush_vocoder();
+        if (res.n_frames >= res.frame_cap) {
+            res.stop = StopReason::frame_cap;
+            break;
+        }
+        // Next talker input: all 16 codebook embeddings of this frame + the trailing text vector.
+        // Summed in the reference's order: codebooks 0..G-1, then the text vector.
+        std::fill(next.begin(), next.end(), 0.0f);
+        for (int64_t k = 0; k < G; ++k) {
+            const float* row = model_->weights().codebook_row(k, frame[size_t(k)]);
+            for (int64_t d = 0; d < E; ++d) next[size_t(d)] += row[d];
+        }
+        const std::vector<float>& text_part = size_t(g) < trailing.size() ? trailing[size_t(g)] : pad_vector;
+        for (int64_t d = 0; d < E; ++d) next[size_t(d)] += text_part[size_t(d)];
+        t0 = std::chrono::steady_clock::now();
+        talker_->step(next);
+        res.times.talker_s += seconds_since(t0);
+        ++res.times.talker_steps;
+    }
+    flush_vocoder();
+    res.times.total_s = seconds_since(t_start);
+    return res;
+}
+
+}  // namespace qtts

@@ -1,0 +1,119 @@
+// The one entry point every subcommand uses: `Model` (immutable: config, tokenizer, weights, vocoder;
+// shared by sessions) and `Session` (mutable: backends with their KV caches, per-stage timers).
+//
+//   auto model = qtts::Model::load("/models/Qwen3-TTS-12Hz-0.6B-Base", {});
+//   qtts::Session session(model);
+//   qtts::SynthesisRequest request{.text = "Hello!", .language = "english"};
+//   qtts::SynthesisResult result = session.synthesize(request);   // result.audio: 24 kHz mono float
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/model_config.h"
+#include "core/safetensors.h"
+#include "core/sampler.h"
+#include "core/talker.h"
+#include "core/tokenizer.h"
+#include "core/vocoder.h"
+
+namespace qtts {
+
+enum class Device { cpu, cuda, automatic };
+Device parse_device(std::string_view name);  // "cpu" | "cuda" | "auto"; throws InputError
+
+struct ModelOptions {
+    Device device = Device::cpu;
+};
+
+class Model {
+public:
+    static std::shared_ptr<const Model> load(const std::filesystem::path& dir, const ModelOptions& options);
+
+    const ModelConfig& config() const { return config_; }
+    const Tokenizer& tokenizer() const { return *tokenizer_; }
+    const ModelWeights& weights() const { return weights_; }
+    const Vocoder& vocoder() const { return *vocoder_; }
+    const TensorStore& store() const { return store_; }
+    const std::filesystem::path& dir() const { return dir_; }
+    Device device() const { return device_; }
+    // P(id) for a text id (text_embedding + text_projection), [talker n_embd].
+    std::vector<float> text_vector(int64_t id) const;
+
+private:
+    Model() = default;
+    std::filesystem::path dir_;
+    ModelConfig config_;
+    std::optional<Tokenizer> tokenizer_;
+    TensorStore store_;
+    ModelWeights weights_;
+    std::unique_ptr<Vocoder> vocoder_;
+    Device device_ = Device::cpu;
+};
+
+struct SynthesisRequest {
+    std::string text;
+    std::string language = "auto";
+    bool non_streaming_text = false;
+    std::optional<SamplerSettings> talker;     // default: the checkpoint's generation_config.json
+    std::optional<SamplerSettings> predictor;  // default: the checkpoint's subtalker_* settings
+    uint64_t seed = 0;
+    int64_t max_frames = 0;                    // 0: default_frame_cap(text), bounded by max_new_tokens - 1
+    std::optional<std::vector<float>> speaker_embedding;  // x-vector [talker n_embd]
+    int64_t vocoder_chunk_frames = 1;          // frames handed to the vocoder at a time
+};
+
+enum class StopReason { eos, frame_cap, cancelled };
+std::string_view stop_reason_name(StopReason reason);
+
+struct StageTimes {
+    double tokenize_s = 0, prefill_s = 0, talker_s = 0, predictor_s = 0, vocoder_s = 0, total_s = 0;
+    double first_audio_s = -1;  // from the call to the first decoded samples
+    int64_t talker_steps = 0;
+};
+
+struct SynthesisResult {
+    std::vector<int32_t> text_ids;   // the user's text tokens t_0 … t_{n-1}
+    std::vector<int32_t> codes;      // [n_frames × num_code_groups], frame-major
+    int64_t n_frames = 0;
+    int64_t frame_cap = 0;
+    std::vector<float> audio;        // 24 kHz mono, [-1, 1]
+    StopReason stop = StopReason::eos;
+    StageTimes times;
+};
+
+// Optional hooks into a running synthesis (parity dumps, streaming output, cancellation).
+class SynthesisObserver {
+public:
+    virtual ~SynthesisObserver() = default;
+    // Raw codec_head logits before any processing; step 0 is the last prefill position.
+    virtual void on_talker_logits(int64_t step, std::span<const float> logits) { (void)step, (void)logits; }
+    virtual void on_frame(int64_t frame, std::span<const int32_t> codes) { (void)frame, (void)codes; }
+    virtual void on_audio(std::span<const float> samples) { (void)samples; }
+    virtual bool should_stop() { return false; }
+};
+
+// Validates and normalizes user text: rejects invalid UTF-8 and text with nothing to say, turns control
+// characters into spaces, trims surrounding whitespace (a leading newline would break the template).
+std::string prepare_text(std::string_view raw);
+
+class Session {
+public:
+    explicit Session(std::shared_ptr<const Model> model);
+    SynthesisResult synthesize(const SynthesisRequest& request, SynthesisObserver* observer = nullptr);
+    const Model& model() const { return *model_; }
+    std::string backend_name() const;
+
+private:
+    std::shared_ptr<const Model> model_;
+    std::unique_ptr<TalkerBackend> talker_;
+    std::unique_ptr<PredictorBackend> predictor_;
+};
+
+}  // namespace qtts

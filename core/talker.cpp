@@ -1,0 +1,148 @@
+#include "core/talker.h"
+
+#include "core/error.h"
+#include "core/ops.h"
+
+namespace qtts {
+
+ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) {
+    ModelWeights w;
+    const auto& tc = c.talker.stack;
+    const int64_t th = c.talker.text_hidden_size;
+    auto& t = w.talker;
+    t.text_embedding = &store.info("talker.model.text_embedding.weight");
+    if (t.text_embedding->shape != Shape{c.talker.text_vocab_size, th})
+        throw ModelError(fmt::format("{}: tensor 'talker.model.text_embedding.weight' has wrong shape; expected {}, got {}",
+                                     t.text_embedding->file, shape_str({c.talker.text_vocab_size, th}),
+                                     shape_str(t.text_embedding->shape)),
+                         "the checkpoint does not match config.json");
+    Tensor probe({1, th});
+    store.load_rows(*t.text_embedding, 0, 1, probe.ptr());  // rejects non-float dtypes now, not mid-request
+    t.text_fc1_w = store.load("talker.text_projection.linear_fc1.weight", {th, th});
+    t.text_fc1_b = store.load("talker.text_projection.linear_fc1.bias", {th});
+    t.text_fc2_w = store.load("talker.text_projection.linear_fc2.weight", {tc.n_embd, th});
+    t.text_fc2_b = store.load("talker.text_projection.linear_fc2.bias", {tc.n_embd});
+    t.codec_embedding = store.load("talker.model.codec_embedding.weight", {tc.vocab_size, tc.n_embd});
+    t.stack = DecoderStackWeights::load(store, "talker.model", tc);
+    t.codec_head = store.load("talker.codec_head.weight", {tc.vocab_size, tc.n_embd});
+
+    const auto& pc = c.predictor.stack;
+    auto& p = w.predictor;
+    p.stack = DecoderStackWeights::load(store, "talker.code_predictor.model", pc);
+    for (int64_t k = 0; k + 1 < c.talker.num_code_groups; ++k) {
+        p.codec_embedding.push_back(store.load(fmt::format("talker.code_predictor.model.codec_embedding.{}.weight", k),
+                                               {pc.vocab_size, tc.n_embd}));
+        p.lm_head.push_back(
+            store.load(fmt::format("talker.code_predictor.lm_head.{}.weight", k), {pc.vocab_size, pc.n_embd}));
+    }
+    if (c.has_mtp_projection()) {
+        p.mtp_w = store.load("talker.code_predictor.small_to_mtp_projection.weight", {pc.n_embd, tc.n_embd});
+        p.mtp_b = store.load("talker.code_predictor.small_to_mtp_projection.bias", {pc.n_embd});
+    }
+    return w;
+}
+
+void ModelWeights::text_vector(const TensorStore& store, int64_t id, float* out) const {
+    const auto& t = talker;
+    const int64_t th = t.text_fc1_w.dim(0);
+    QTTS_CHECK(id >= 0 && id < t.text_embedding->shape[0], "text id {} out of range", id);
+    std::vector<float> row(static_cast<size_t>(th)), mid(static_cast<size_t>(th));
+    store.load_rows(*t.text_embedding, id, id + 1, row.data());
+    ops::linear(t.text_fc1_w, &t.text_fc1_b, row.data(), 1, mid.data());
+    for (float& v : mid) v = ops::silu(v);
+    ops::linear(t.text_fc2_w, &t.text_fc2_b, mid.data(), 1, out);
+}
+
+const float* ModelWeights::codebook_row(int64_t k, int64_t code) const {
+    const Tensor& table = k == 0 ? talker.codec_embedding : predictor.codec_embedding.at(size_t(k - 1));
+    QTTS_CHECK(code >= 0 && code < table.dim(0), "code {} out of range for codebook {}", code, k);
+    return table.row(code);
+}
+
+namespace {
+
+class CpuTalker final : public TalkerBackend {
+public:
+    explicit CpuTalker(const ModelWeights& w)
+        : w_(w), stack_(w.talker.stack), hidden_(size_t(w.talker.stack.config.n_embd)),
+          logits_(size_t(w.talker.stack.config.vocab_size)) {}
+
+    void prefill(std::span<const float> embeds, int64_t n) override {
+        cache_.reset(w_.talker.stack.config.n_layer);
+        run(embeds, n);
+    }
+    void step(std::span<const float> embed) override { run(embed, 1); }
+    std::span<const float> hidden() const override { return hidden_; }
+    std::span<const float> logits() const override { return logits_; }
+    std::string name() const override { return "cpu"; }
+
+private:
+    void run(std::span<const float> x, int64_t n) {
+        const int64_t E = w_.talker.stack.config.n_embd;
+        QTTS_CHECK(int64_t(x.size()) == n * E, "talker input has {} values, expected {}", x.size(), n * E);
+        std::vector<float> out(size_t(n * E));
+        stack_.forward(x.data(), n, cache_, out.data());
+        std::copy(out.end() - E, out.end(), hidden_.begin());
+        ops::linear(w_.talker.codec_head, nullptr, hidden_.data(), 1, logits_.data());
+    }
+
+    const ModelWeights& w_;
+    DecoderStack stack_;
+    KvCache cache_;
+    std::vector<float> hidden_, logits_;
+};
+
+class CpuPredictor final : public PredictorBackend {
+public:
+    explicit CpuPredictor(const ModelWeights& w) : w_(w), stack_(w.predictor.stack) {}
+
+    void predict(std::span<const float> talker_hidden, std::span<int32_t> codes, const SamplerSettings& s,
+                 const CounterRng& rng, uint64_t frame) override {
+        const auto& p = w_.predictor;
+        const int64_t E = p.stack.config.n_embd, G = int64_t(codes.size());
+        QTTS_CHECK(G == int64_t(p.lm_head.size()) + 1, "predictor needs {} codes, got {}", p.lm_head.size() + 1, G);
+        KvCache cache;
+        cache.reset(p.stack.config.n_layer);
+        // Position 0: the talker hidden; position 1: codebook 0 embedded with the talker table (spec §4.3).
+        std::vector<float> in(size_t(2 * E)), out(size_t(2 * E)), logits(size_t(p.stack.config.vocab_size));
+        project(talker_hidden.data(), in.data());
+        project(w_.codebook_row(0, codes[0]), in.data() + E);
+        stack_.forward(in.data(), 2, cache, out.data());
+        const float* h = out.data() + E;
+        for (int64_t k = 1; k < G; ++k) {
+            if (k > 1) {
+                project(w_.codebook_row(k - 1, codes[size_t(k - 1)]), in.data());
+                stack_.forward(in.data(), 1, cache, out.data());
+                h = out.data();
+            }
+            ops::linear(p.lm_head[size_t(k - 1)], nullptr, h, 1, logits.data());
+            // HF semantics: the predictor's "history" is the codes it generated so far in this frame.
+            apply_repetition_penalty(logits, codes.subspan(1, size_t(k - 1)), s.repetition_penalty);
+            codes[size_t(k)] = sample_token(logits, s, rng.uniform(uint64_t(1 + k), frame));
+        }
+    }
+    std::string name() const override { return "cpu"; }
+
+private:
+    // small_to_mtp_projection (identity when the widths agree, as in 0.6B).
+    void project(const float* x, float* y) const {
+        const auto& p = w_.predictor;
+        if (p.mtp_w) {
+            ops::linear(*p.mtp_w, &*p.mtp_b, x, 1, y);
+        } else {
+            std::copy(x, x + p.stack.config.n_embd, y);
+        }
+    }
+
+    const ModelWeights& w_;
+    DecoderStack stack_;
+};
+
+}  // namespace
+
+std::unique_ptr<TalkerBackend> make_cpu_talker(const ModelWeights& w) { return std::make_unique<CpuTalker>(w); }
+std::unique_ptr<PredictorBackend> make_cpu_predictor(const ModelWeights& w) {
+    return std::make_unique<CpuPredictor>(w);
+}
+
+}  // namespace qtts

@@ -1,0 +1,130 @@
+// The real `qtts` binary: fixture parity through `speak`, `tokenize` output, and the exit-code contract
+// (README "Exit codes") for bad input, bad models and unwritable outputs.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "core/wav.h"
+#include "tests/test_util.h"
+
+namespace qtts {
+
+namespace {
+
+struct RunResult {
+    int exit_code;
+    std::string out, err;
+};
+
+std::string quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+RunResult run(const std::string& args, const std::string& stdin_text = "") {
+    test::TempDir tmp;
+    const auto out = tmp.path / "stdout", err = tmp.path / "stderr", in = tmp.path / "stdin";
+    std::ofstream(in) << stdin_text;
+    const std::string cmd = fmt::format("{} {} <{} >{} 2>{}", QTTS_BINARY, args, quote(in.string()),
+                                        quote(out.string()), quote(err.string()));
+    const int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_file(out), test::read_file(err)};
+}
+
+std::string model_arg() { return "--model " + quote(test::tiny_model_dir().string()); }
+
+}  // namespace
+
+TEST_CASE("qtts speak reproduces the official fixture codes and waveform") {
+    const auto fixture = test::load_json(test::data_dir() / "fixtures" / "tiny_english.json");
+    const auto& item = fixture["items"][0];
+    test::TempDir tmp;
+    const auto wav = tmp.path / "out.wav", codes = tmp.path / "codes.json";
+    const auto r = run(fmt::format("{} --device cpu speak {} --language english --greedy --repetition-penalty 1 "
+                                   "--max-frames 31 --sample-format f32 -o {} --codes-out {}",
+                                   model_arg(), quote(item["text"].get<std::string>()), quote(wav.string()),
+                                   quote(codes.string())));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(test::load_json(codes) == item["codes"]);
+    const AudioData audio = read_audio(wav);
+    CHECK(audio.sample_rate == 24000);
+    CHECK(audio.channels == 1);
+    const auto ref = item["wav"].get<std::vector<float>>();
+    REQUIRE(audio.samples.size() == ref.size());
+    float max_err = 0;
+    for (size_t i = 0; i < ref.size(); ++i) max_err = std::max(max_err, std::fabs(ref[i] - audio.samples[i]));
+    CHECK(max_err <= 1e-3f * item["wav_rms"].get<float>());
+    // One-line summary on stderr: frames, audio seconds, wall seconds, RTF and why it stopped.
+    CHECK(r.err.find("31 frames, 2.48 s audio") != std::string::npos);
+    CHECK(r.err.find("stop: frame-cap") != std::string::npos);
+}
+
+TEST_CASE("qtts speak reads stdin and writes 16-bit PCM by default") {
+    test::TempDir tmp;
+    const auto wav = tmp.path / "x.wav";
+    const auto r = run(fmt::format("{} speak --max-frames 3 --seed 1 -o {}", model_arg(), quote(wav.string())),
+                       "Hello from stdin.\n");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const AudioData audio = read_audio(wav);
+    CHECK(audio.samples.size() <= 3 * 1920);
+    CHECK(audio.samples.size() % 1920 == 0);
+    CHECK(std::filesystem::file_size(wav) == 44 + audio.samples.size() * 2);
+}
+
+TEST_CASE("qtts tokenize prints the fixture's token ids") {
+    const auto r = run(model_arg() + " tokenize " + quote("Hello, how are you today?"));
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out == "[9707, 11, 1246, 525, 498, 3351, 30]\n");
+    const auto w = run(model_arg() + " tokenize --wrap " + quote("Hello, how are you today?"));
+    CHECK(w.out == "[151644, 77091, 198, 9707, 11, 1246, 525, 498, 3351, 30, 151645, 198, 151644, 77091, 198]\n");
+}
+
+TEST_CASE("bad input gives one error line, a hint and a distinct exit code") {
+    test::TempDir tmp;
+    const auto wav = tmp.path / "x.wav";
+    const std::string out = " -o " + quote(wav.string());
+
+    auto r = run(model_arg() + " speak '   '" + out);
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("error: the text is empty\nhint: ") == 0);
+
+    r = run(model_arg() + " speak hi --language klingon" + out);
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("error: unknown language 'klingon'") == 0);
+
+    r = run("--model /nonexistent/dir speak hi" + out);
+    CHECK(r.exit_code == 4);
+    CHECK(r.err.find("error: /nonexistent/dir: not a directory") == 0);
+
+    r = run(model_arg() + " speak hi --max-frames 2 -o /nonexistent/dir/x.wav");
+    CHECK(r.exit_code == 5);
+    CHECK(r.err.find("error: cannot write /nonexistent/dir/x.wav") == 0);
+
+    r = run(model_arg() + " speak hi --bogus-flag");
+    CHECK(r.exit_code == 2);
+
+    r = run(model_arg() + " --device cuda speak hi" + out);
+    CHECK(r.exit_code == 6);
+    CHECK(r.err.find("hint: use --device cpu") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(wav));  // no output from any failed run
+}
+
+TEST_CASE("a corrupt checkpoint is a bad-model error naming the file") {
+    test::TempDir tmp;
+    std::filesystem::copy(test::tiny_model_dir(), tmp.path / "m", std::filesystem::copy_options::recursive);
+    std::filesystem::resize_file(tmp.path / "m" / "model.safetensors", 1000);
+    const auto r = run("--model " + quote((tmp.path / "m").string()) + " speak hi -o " +
+                       quote((tmp.path / "x.wav").string()));
+    CHECK(r.exit_code == 4);
+    CHECK(r.err.find("model.safetensors: header length") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(tmp.path / "x.wav"));
+}
+
+}  // namespace qtts
