@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -33,5 +35,20 @@ public:
                          const SamplerSettings& settings, const CounterRng& rng, uint64_t frame) = 0;
     virtual std::string name() const = 0;
 };
+
+struct ModelWeights;
+struct ModelConfig;
+
+struct Backends {
+    std::unique_ptr<TalkerBackend> talker;
+    std::unique_ptr<PredictorBackend> predictor;
+};
+
+// A GPU library registers its factory at program start (the CLI calls qtts::cuda::register_backend());
+// core/ itself never depends on CUDA. The factory throws GpuError when no usable device exists.
+using BackendFactory = std::function<Backends(const ModelConfig& config, const ModelWeights& weights)>;
+void register_gpu_backend(BackendFactory factory);
+// nullptr when no GPU library was linked in.
+const BackendFactory* gpu_backend();
 
 }  // namespace qtts

@@ -42,6 +42,16 @@ std::string_view stop_reason_name(StopReason r) {
     return "?";
 }
 
+namespace {
+BackendFactory& gpu_factory_slot() {
+    static BackendFactory factory;
+    return factory;
+}
+}  // namespace
+
+void register_gpu_backend(BackendFactory factory) { gpu_factory_slot() = std::move(factory); }
+const BackendFactory* gpu_backend() { return gpu_factory_slot() ? &gpu_factory_slot() : nullptr; }
+
 std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
     std::shared_ptr<Model> m(new Model());
     m->dir_ = dir;
@@ -51,9 +61,15 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir, const
     m->weights_ = ModelWeights::load(m->store_, m->config_);
     const TensorStore vocoder_store = TensorStore::open_in(dir / "speech_tokenizer", "model");
     m->vocoder_ = std::make_unique<Vocoder>(Vocoder::load(vocoder_store, m->config_.vocoder));
-    if (options.device == Device::cuda)
-        throw GpuError("this build has no CUDA engine yet", "use --device cpu (or auto)");
     m->device_ = Device::cpu;
+    if (options.device != Device::cpu) {
+        if (gpu_backend()) {
+            m->device_ = Device::cuda;
+        } else if (options.device == Device::cuda) {
+            throw GpuError("no CUDA engine available (no CUDA GPU found, or this build has no CUDA)",
+                           "use --device cpu, or --device auto to fall back to the CPU");
+        }
+    }
     return m;
 }
 
@@ -80,9 +96,16 @@ std::string prepare_text(std::string_view raw) {
     return text.substr(b, e - b);
 }
 
-Session::Session(std::shared_ptr<const Model> model)
-    : model_(std::move(model)), talker_(make_cpu_talker(model_->weights())),
-      predictor_(make_cpu_predictor(model_->weights())) {}
+Session::Session(std::shared_ptr<const Model> model) : model_(std::move(model)) {
+    if (model_->device() == Device::cuda) {
+        Backends b = (*gpu_backend())(model_->config(), model_->weights());
+        talker_ = std::move(b.talker);
+        predictor_ = std::move(b.predictor);
+    } else {
+        talker_ = make_cpu_talker(model_->weights());
+        predictor_ = make_cpu_predictor(model_->weights());
+    }
+}
 
 std::string Session::backend_name() const { return talker_->name(); }
 
@@ -137,8 +160,8 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
     res.times.prefill_s = seconds_since(t0);
 
     VocoderStream vocoder(model_->vocoder());
-    std::vector<int32_t> history, frame(size_t(G)), pending;
-    std::vector<float> logits(size_t(vocab)), next(size_t(E)), pcm;
+    std::vector<int32_t> history, frame(static_cast<size_t>(G)), pending;
+    std::vector<float> logits(static_cast<size_t>(vocab)), next(static_cast<size_t>(E)), pcm;
     const auto flush_vocoder = [&]() {
         if (pending.empty()) return;
         const auto tv = std::chrono::steady_clock::now();
