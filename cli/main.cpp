@@ -12,6 +12,9 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#ifdef QTTS_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 namespace qtts::cli {
 
@@ -85,6 +88,9 @@ int main(int argc, char** argv) {
     using namespace qtts;
     CLI::App app{"qtts: Qwen3-TTS text to speech (CPU reference engine; CUDA engine in progress)"};
     app.set_version_flag("--version", "qtts 0.1.0");
+#ifdef QTTS_HAVE_CUDA
+    qtts::cuda::register_backend();  // registers only when qtts::cuda::device_count() > 0
+#endif
     app.require_subcommand(1);
     cli::CommonOptions common;
     app.add_option("--model", common.model, "Model directory (default: $QTTS_MODEL, then the HF cache)");
@@ -96,6 +102,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     cli::register_speak(app, common);
     cli::register_tokenize(app, common);
+    cli::register_parity(app, common);
     cli::install_signal_handlers();
     try {
         app.parse(argc, argv);

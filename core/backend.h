@@ -33,6 +33,10 @@ public:
     // Draws use rng.uniform(stream = 1 + codebook, counter = frame).
     virtual void predict(std::span<const float> talker_hidden, std::span<int32_t> codes,
                          const SamplerSettings& settings, const CounterRng& rng, uint64_t frame) = 0;
+    // Teacher forcing (parity): feeds the given codes[0 .. G-2] and writes the arg-max prediction for every
+    // codebook 1 .. G-1 into argmax[1 .. G-1]. Backends without it throw.
+    virtual void forced_argmax(std::span<const float> talker_hidden, std::span<const int32_t> codes,
+                               std::span<int32_t> argmax);
     virtual std::string name() const = 0;
 };
 

@@ -55,7 +55,7 @@ void DecoderStack::attention(int64_t layer, const float* q, int64_t n, int64_t f
     const float scale = 1.0f / std::sqrt(float(hd));
     const float* K = cache.k[size_t(layer)].data();
     const float* V = cache.v[size_t(layer)].data();
-#pragma omp parallel for collapse(2) schedule(static) if (n * c.n_head > 4)
+#pragma omp parallel for collapse(2) schedule(static) if (n * c.n_head * (first_pos + n) * hd >= (int64_t(1) << 20))
     for (int64_t t = 0; t < n; ++t) {
         for (int64_t h = 0; h < c.n_head; ++h) {
             const int64_t n_keys = first_pos + t + 1;  // causal: keys 0 .. own position

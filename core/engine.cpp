@@ -7,8 +7,11 @@
 #include <cmath>
 #include <limits>
 
+#include <unistd.h>
+
 #include "core/error.h"
 #include "core/prompt.h"
+#include "core/random_model.h"
 #include "core/utf8.h"
 
 namespace qtts {
@@ -58,19 +61,44 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir, const
     m->config_ = load_model_config(dir);
     m->tokenizer_.emplace(Tokenizer::from_directory(dir));
     m->store_ = TensorStore::open_in(dir, "model");
-    m->weights_ = ModelWeights::load(m->store_, m->config_);
-    const TensorStore vocoder_store = TensorStore::open_in(dir / "speech_tokenizer", "model");
-    m->vocoder_ = std::make_unique<Vocoder>(Vocoder::load(vocoder_store, m->config_.vocoder));
-    m->device_ = Device::cpu;
+    m->finish(TensorStore::open_in(dir / "speech_tokenizer", "model"), options);
+    return m;
+}
+
+std::shared_ptr<const Model> Model::load_random(std::string_view size, uint64_t seed, const ModelOptions& options) {
+    std::shared_ptr<Model> m(new Model());
+    m->random_ = true;
+    m->random_size_ = size;
+    m->random_seed_ = seed;
+    const std::string source = fmt::format("<random {} config>", size);
+    m->config_ = parse_model_config(random_model_config_json(size), source);
+    m->config_.vocoder = parse_vocoder_config(random_vocoder_config_json(size), source);
+    const auto dir = std::filesystem::temp_directory_path() / fmt::format("qtts-random-tokenizer-{}", ::getpid());
+    std::filesystem::create_directories(dir);
+    write_byte_level_tokenizer(dir);
+    m->tokenizer_.emplace(Tokenizer::from_vocab_merges(dir / "vocab.json", dir / "merges.txt", {}));
+    std::filesystem::remove_all(dir);
+    m->store_ = make_random_store(seed, m->config_.talker.text_vocab_size, m->config_.talker.text_hidden_size);
+    m->finish(make_random_store(seed + 1, 0, 0), options);
+    return m;
+}
+
+void Model::finish(const TensorStore& vocoder_store, const ModelOptions& options) {
+    weights_ = ModelWeights::load(store_, config_);
+    vocoder_ = std::make_unique<Vocoder>(Vocoder::load(vocoder_store, config_.vocoder));
+    device_ = Device::cpu;
     if (options.device != Device::cpu) {
         if (gpu_backend()) {
-            m->device_ = Device::cuda;
+            device_ = Device::cuda;
         } else if (options.device == Device::cuda) {
             throw GpuError("no CUDA engine available (no CUDA GPU found, or this build has no CUDA)",
                            "use --device cpu, or --device auto to fall back to the CPU");
         }
     }
-    return m;
+}
+
+std::string Model::description() const {
+    return random_ ? fmt::format("random {} weights (seed {})", random_size_, random_seed_) : dir_.string();
 }
 
 std::vector<float> Model::text_vector(int64_t id) const {
@@ -131,6 +159,19 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
 
     const int64_t cap_limit = c.generation.max_new_tokens - 1;  // HF: N codebook-0 samples → ≤ N-1 frames
     res.frame_cap = req.max_frames > 0 ? req.max_frames : std::min(default_frame_cap(text), cap_limit);
+    const std::vector<int32_t>* forced = req.forced_codes ? &*req.forced_codes : nullptr;
+    if (forced) {
+        if (forced->empty() || forced->size() % size_t(G) != 0)
+            throw InputError(fmt::format("forced codes hold {} values; expected a positive multiple of {}",
+                                         forced->size(), G));
+        for (size_t i = 0; i < forced->size(); ++i) {
+            const int64_t limit = i % size_t(G) == 0 ? vocab : c.predictor.stack.vocab_size;
+            if ((*forced)[i] < 0 || (*forced)[i] >= limit)
+                throw InputError(fmt::format("forced code {} of frame {} is {}, outside [0, {})", i % size_t(G),
+                                             i / size_t(G), (*forced)[i], limit));
+        }
+        res.frame_cap = int64_t(forced->size()) / G;
+    }
     const SamplerSettings talker_settings = req.talker.value_or(talker_defaults(c.generation));
     const SamplerSettings predictor_settings = req.predictor.value_or(predictor_defaults(c.generation));
     const CounterRng rng(req.seed);
@@ -160,7 +201,7 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
     res.times.prefill_s = seconds_since(t0);
 
     VocoderStream vocoder(model_->vocoder());
-    std::vector<int32_t> history, frame(static_cast<size_t>(G)), pending;
+    std::vector<int32_t> history, frame(static_cast<size_t>(G)), predicted(static_cast<size_t>(G)), pending;
     std::vector<float> logits(static_cast<size_t>(vocab)), next(static_cast<size_t>(E)), pcm;
     const auto flush_vocoder = [&]() {
         if (pending.empty()) return;
@@ -185,10 +226,10 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         if (observer) observer->on_talker_logits(g, logits);
         apply_repetition_penalty(logits, history, talker_settings.repetition_penalty);
         constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-        if (g < 2) logits[size_t(eos)] = kNegInf;
+        if (g < 2 || req.ignore_eos) logits[size_t(eos)] = kNegInf;
         for (int64_t id = vocab - 1024; id < vocab; ++id)
             if (id != eos) logits[size_t(id)] = kNegInf;
-        const int32_t c0 = sample_token(logits, talker_settings, rng.uniform(0, uint64_t(g)));
+        const int32_t c0 = forced ? (*forced)[size_t(g * G)] : sample_token(logits, talker_settings, rng.uniform(0, uint64_t(g)));
         if (c0 == eos) {
             res.stop = StopReason::eos;
             break;
@@ -196,7 +237,13 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         history.push_back(c0);
         frame[0] = c0;
         t0 = std::chrono::steady_clock::now();
-        predictor_->predict(talker_->hidden(), frame, predictor_settings, rng, uint64_t(g));
+        if (forced) {
+            std::copy(forced->begin() + g * G, forced->begin() + (g + 1) * G, frame.begin());
+            predictor_->forced_argmax(talker_->hidden(), frame, predicted);
+            if (observer) observer->on_predictor_argmax(g, predicted);
+        } else {
+            predictor_->predict(talker_->hidden(), frame, predictor_settings, rng, uint64_t(g));
+        }
         res.times.predictor_s += seconds_since(t0);
         res.codes.insert(res.codes.end(), frame.begin(), frame.end());
         pending.insert(pending.end(), frame.begin(), frame.end());

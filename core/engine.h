@@ -35,6 +35,8 @@ struct ModelOptions {
 class Model {
 public:
     static std::shared_ptr<const Model> load(const std::filesystem::path& dir, const ModelOptions& options);
+    // Random weights of a real architecture ("0.6b"), built in memory: for benchmarks (audio is noise).
+    static std::shared_ptr<const Model> load_random(std::string_view size, uint64_t seed, const ModelOptions& options);
 
     const ModelConfig& config() const { return config_; }
     const Tokenizer& tokenizer() const { return *tokenizer_; }
@@ -43,11 +45,15 @@ public:
     const TensorStore& store() const { return store_; }
     const std::filesystem::path& dir() const { return dir_; }
     Device device() const { return device_; }
+    bool is_random() const { return random_; }
+    std::string description() const;  // "DIR" or "random 0.6b weights (seed N)"
     // P(id) for a text id (text_embedding + text_projection), [talker n_embd].
     std::vector<float> text_vector(int64_t id) const;
 
 private:
     Model() = default;
+    // Binds weights, loads the vocoder and picks the device once config_, tokenizer_ and store_ are set.
+    void finish(const TensorStore& vocoder_store, const ModelOptions& options);
     std::filesystem::path dir_;
     ModelConfig config_;
     std::optional<Tokenizer> tokenizer_;
@@ -55,6 +61,9 @@ private:
     ModelWeights weights_;
     std::unique_ptr<Vocoder> vocoder_;
     Device device_ = Device::cpu;
+    bool random_ = false;
+    std::string random_size_;
+    uint64_t random_seed_ = 0;
 };
 
 struct SynthesisRequest {
@@ -67,6 +76,10 @@ struct SynthesisRequest {
     int64_t max_frames = 0;                    // 0: default_frame_cap(text), bounded by max_new_tokens - 1
     std::optional<std::vector<float>> speaker_embedding;  // x-vector [talker n_embd]
     int64_t vocoder_chunk_frames = 1;          // frames handed to the vocoder at a time
+    bool ignore_eos = false;                   // benchmarks: never stop early, run exactly the frame cap
+    // Teacher forcing (parity): frames [n × num_code_groups] replace every sampled code; the talker and
+    // predictor still run and report their logits / arg-max predictions through the observer.
+    std::optional<std::vector<int32_t>> forced_codes;
 };
 
 enum class StopReason { eos, frame_cap, cancelled };
@@ -95,6 +108,8 @@ public:
     // Raw codec_head logits before any processing; step 0 is the last prefill position.
     virtual void on_talker_logits(int64_t step, std::span<const float> logits) { (void)step, (void)logits; }
     virtual void on_frame(int64_t frame, std::span<const int32_t> codes) { (void)frame, (void)codes; }
+    // Teacher forcing only: the predictor's arg-max for codebooks 1..G-1 (index 0 unused) of `frame`.
+    virtual void on_predictor_argmax(int64_t frame, std::span<const int32_t> argmax) { (void)frame, (void)argmax; }
     virtual void on_audio(std::span<const float> samples) { (void)samples; }
     virtual bool should_stop() { return false; }
 };

@@ -20,6 +20,7 @@ enum class ExitCode : int {
     bad_model = 4,    // missing, corrupt or inconsistent model files
     bad_output = 5,   // output cannot be written
     gpu = 6,          // no usable GPU, out of GPU memory, kernel fault
+    check_failed = 7, // `qtts parity` ran but a threshold did not hold
     interrupted = 130 // SIGINT / SIGTERM
 };
 
@@ -46,6 +47,7 @@ QTTS_DEFINE_ERROR(ModelError, ExitCode::bad_model);
 QTTS_DEFINE_ERROR(OutputError, ExitCode::bad_output);
 QTTS_DEFINE_ERROR(GpuError, ExitCode::gpu);
 QTTS_DEFINE_ERROR(Interrupted, ExitCode::interrupted);
+QTTS_DEFINE_ERROR(CheckFailed, ExitCode::check_failed);
 
 #undef QTTS_DEFINE_ERROR
 

@@ -18,7 +18,7 @@ void linear(const Tensor& w, const Tensor* bias, const float* x, int64_t n, floa
     QTTS_CHECK(w.rank() == 2, "linear weight must be rank 2, got {}", shape_str(w.shape));
     const int64_t out = w.dim(0), in = w.dim(1);
     const float* b = bias ? bias->ptr() : nullptr;
-#pragma omp parallel for schedule(static) if (out * in * n > (1 << 16))
+#pragma omp parallel for schedule(static) if (out * in * n >= (int64_t(1) << 20))
     for (int64_t o = 0; o < out; ++o) {
         const float* row = w.row(o);
         for (int64_t t = 0; t < n; ++t) y[t * out + o] = dot(row, x + t * in, in) + (b ? b[o] : 0.0f);

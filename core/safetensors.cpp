@@ -219,7 +219,29 @@ const TensorInfo& TensorStore::info(std::string_view name) const {
     return *it->second;
 }
 
+TensorStore TensorStore::synthetic(Fabricator fabricate, std::string description) {
+    TensorStore store;
+    store.fabricate_ = std::move(fabricate);
+    store.description_ = std::move(description);
+    return store;
+}
+
+void TensorStore::add_owned(const std::string& name, DType dtype, const Shape& shape, std::vector<uint8_t> bytes) {
+    QTTS_CHECK(uint64_t(bytes.size()) == uint64_t(shape_numel(shape)) * dtype_size(dtype), "size of '{}'", name);
+    owned_bytes_.push_back(std::move(bytes));
+    TensorInfo t;
+    t.name = name;
+    t.dtype = dtype;
+    t.shape = shape;
+    t.end = owned_bytes_.back().size();
+    t.data = owned_bytes_.back().data();
+    t.file = description_;
+    owned_info_.push_back(std::move(t));
+    by_name_[name] = &owned_info_.back();
+}
+
 Tensor TensorStore::load(std::string_view name, const Shape& expected) const {
+    if (fabricate_ && !contains(name)) return fabricate_(name, expected);
     const TensorInfo& t = info(name);
     if (t.shape != expected)
         throw ModelError(fmt::format("{}: tensor '{}' has wrong shape; expected {}, got {}", t.file, name,

@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -71,6 +73,13 @@ public:
     void load_rows(const TensorInfo& t, int64_t row_begin, int64_t row_end, float* out) const;
     std::optional<Tensor> load_optional(std::string_view name, const Shape& expected) const;
 
+    // A store with no files: tensors added with add_owned() are served as stored; any other load() is
+    // answered by `fabricate(name, shape)` (random weights for benchmarks; see core/random_model.h).
+    using Fabricator = std::function<Tensor(std::string_view name, const Shape& shape)>;
+    static TensorStore synthetic(Fabricator fabricate, std::string description);
+    void add_owned(const std::string& name, DType dtype, const Shape& shape, std::vector<uint8_t> bytes);
+    bool is_synthetic() const { return bool(fabricate_); }
+
     std::vector<std::string> names() const;
     // Names present in the checkpoint that no load()/info() call asked for (reported as warnings).
     std::vector<std::string> unused() const;
@@ -80,6 +89,9 @@ private:
     std::vector<std::shared_ptr<SafetensorsFile>> files_;
     std::map<std::string, const TensorInfo*, std::less<>> by_name_;
     mutable std::set<std::string, std::less<>> used_;
+    Fabricator fabricate_;
+    std::deque<std::vector<uint8_t>> owned_bytes_;
+    std::deque<TensorInfo> owned_info_;
     std::string description_;
 };
 

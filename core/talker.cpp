@@ -98,13 +98,33 @@ public:
 
     void predict(std::span<const float> talker_hidden, std::span<int32_t> codes, const SamplerSettings& s,
                  const CounterRng& rng, uint64_t frame) override {
+        run(talker_hidden, codes, [&](int64_t k, std::span<float> logits) {
+            // HF semantics: the predictor's "history" is the codes it generated so far in this frame.
+            apply_repetition_penalty(logits, codes.subspan(1, size_t(k - 1)), s.repetition_penalty);
+            codes[size_t(k)] = sample_token(logits, s, rng.uniform(uint64_t(1 + k), frame));
+        });
+    }
+
+    void forced_argmax(std::span<const float> talker_hidden, std::span<const int32_t> codes,
+                       std::span<int32_t> out) override {
+        std::vector<int32_t> fed(codes.begin(), codes.end());
+        run(talker_hidden, fed, [&](int64_t k, std::span<float> logits) { out[size_t(k)] = argmax(logits); });
+    }
+
+    std::string name() const override { return "cpu"; }
+
+private:
+    // Runs the 2-position start and the single steps; `choose(k, logits)` must leave codes[k] set.
+    template <typename Choose>
+    void run(std::span<const float> talker_hidden, std::span<int32_t> codes, Choose&& choose) {
         const auto& p = w_.predictor;
         const int64_t E = p.stack.config.n_embd, G = int64_t(codes.size());
         QTTS_CHECK(G == int64_t(p.lm_head.size()) + 1, "predictor needs {} codes, got {}", p.lm_head.size() + 1, G);
         KvCache cache;
         cache.reset(p.stack.config.n_layer);
         // Position 0: the talker hidden; position 1: codebook 0 embedded with the talker table (spec §4.3).
-        std::vector<float> in(size_t(2 * E)), out(size_t(2 * E)), logits(size_t(p.stack.config.vocab_size));
+        std::vector<float> in(static_cast<size_t>(2 * E)), out(static_cast<size_t>(2 * E)),
+            logits(static_cast<size_t>(p.stack.config.vocab_size));
         project(talker_hidden.data(), in.data());
         project(w_.codebook_row(0, codes[0]), in.data() + E);
         stack_.forward(in.data(), 2, cache, out.data());
@@ -116,14 +136,10 @@ public:
                 h = out.data();
             }
             ops::linear(p.lm_head[size_t(k - 1)], nullptr, h, 1, logits.data());
-            // HF semantics: the predictor's "history" is the codes it generated so far in this frame.
-            apply_repetition_penalty(logits, codes.subspan(1, size_t(k - 1)), s.repetition_penalty);
-            codes[size_t(k)] = sample_token(logits, s, rng.uniform(uint64_t(1 + k), frame));
+            choose(k, std::span<float>(logits));
         }
     }
-    std::string name() const override { return "cpu"; }
 
-private:
     // small_to_mtp_projection (identity when the widths agree, as in 0.6B).
     void project(const float* x, float* y) const {
         const auto& p = w_.predictor;
@@ -139,6 +155,10 @@ private:
 };
 
 }  // namespace
+
+void PredictorBackend::forced_argmax(std::span<const float>, std::span<const int32_t>, std::span<int32_t>) {
+    throw Error(fmt::format("the {} code predictor does not support teacher forcing", name()));
+}
 
 std::unique_ptr<TalkerBackend> make_cpu_talker(const ModelWeights& w) { return std::make_unique<CpuTalker>(w); }
 std::unique_ptr<PredictorBackend> make_cpu_predictor(const ModelWeights& w) {
