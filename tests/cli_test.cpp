@@ -128,3 +128,49 @@ TEST_CASE("a corrupt checkpoint is a bad-model error naming the file") {
 }
 
 }  // namespace qtts
+
+namespace qtts {
+
+TEST_CASE("qtts parity passes on the official fixtures") {
+    const auto r = run(model_arg() + " parity --reference " + quote((test::data_dir() / "fixtures" / "tiny_auto.json").string()));
+    INFO(r.out, r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("free-running greedy    31/31 frames exact") != std::string::npos);
+    CHECK(r.out.find("teacher-forced c0 top-1 31/31") != std::string::npos);
+    CHECK(r.out.find("\nPASS\n") != std::string::npos);
+}
+
+TEST_CASE("qtts parity fails on a perturbed reference and names the step") {
+    auto fixture = test::load_json(test::data_dir() / "fixtures" / "tiny_pinned_english.json");
+    auto& codes = fixture["items"][0]["codes"];
+    codes[4][3] = (codes[4][3].get<int>() + 1) % 2048;  // one predictor code of frame 4
+    test::TempDir tmp;
+    const auto ref = tmp.path / "ref.json";
+    std::ofstream(ref) << fixture.dump();
+    const auto r = run(model_arg() + " parity --reference " + quote(ref.string()) + " --json " +
+                       quote((tmp.path / "report.json").string()));
+    INFO(r.out, r.err);
+    CHECK(r.exit_code == 7);
+    CHECK(r.out.find("first divergence at frame 4 codebook 3") != std::string::npos);
+    CHECK(r.err.find("error: parity failed: item 'Hello, how are you today?': free-running codes diverge at frame 4 "
+                     "codebook 3") == 0);
+    const auto report = test::load_json(tmp.path / "report.json");
+    CHECK(report["pass"] == false);
+    CHECK(report["items"][0]["divergence"]["frame"] == 4);
+    CHECK(report["items"][0]["exact_frames"] == 4);
+}
+
+TEST_CASE("qtts parity rejects malformed references with the field name") {
+    test::TempDir tmp;
+    const auto ref = tmp.path / "ref.json";
+    std::ofstream(ref) << R"({"items": [{"text": "hi", "input_ids": [1], "codes": [[1, 2]]}]})";
+    auto r = run(model_arg() + " parity --reference " + quote(ref.string()));
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("item 0: codes[0] has 2 values; this model has 16 codebooks") != std::string::npos);
+    std::ofstream(ref) << R"({"items": [{"text": "hi", "input_ids": [1]}]})";
+    r = run(model_arg() + " parity --reference " + quote(ref.string()));
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("item 0: missing field 'codes'") != std::string::npos);
+}
+
+}  // namespace qtts

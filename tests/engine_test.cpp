@@ -17,7 +17,7 @@ class LogitRecorder final : public SynthesisObserver {
 public:
     std::vector<std::vector<float>> logits;
     void on_talker_logits(int64_t step, std::span<const float> l) override {
-        if (step < 3) logits.emplace_back(l.begin(), l.end());
+        logits.emplace_back(l.begin(), l.end());
     }
 };
 
@@ -36,7 +36,8 @@ SynthesisRequest fixture_request(const nlohmann::json& item) {
     return r;
 }
 
-void check_fixture_file(const char* name) {
+// `logit_tolerance` is relative to the largest |logit| of the step.
+void check_fixture_file(const char* name, float logit_tolerance) {
     const auto fixture = test::load_json(test::data_dir() / "fixtures" / name);
     Session session(tiny_model());
     for (const auto& item : fixture["items"]) {
@@ -57,8 +58,8 @@ void check_fixture_file(const char* name) {
 
         // Talker logits at the last prefill position and the next two steps: within 1e-4 of max |logit|.
         const auto& ref_logits = item["talker_logits"];
-        REQUIRE(rec.logits.size() == ref_logits.size());
-        for (size_t s = 0; s < rec.logits.size(); ++s) {
+        REQUIRE(rec.logits.size() >= ref_logits.size());
+        for (size_t s = 0; s < ref_logits.size(); ++s) {
             const auto ref = ref_logits[s].get<std::vector<float>>();
             REQUIRE(ref.size() == rec.logits[s].size());
             float max_abs = 0, max_err = 0;
@@ -67,7 +68,7 @@ void check_fixture_file(const char* name) {
                 max_err = std::max(max_err, std::fabs(ref[i] - rec.logits[s][i]));
             }
             CAPTURE(s);
-            CHECK(max_err <= 1e-4f * max_abs);
+            CHECK(max_err <= logit_tolerance * max_abs);
         }
 
         // Waveform: max abs error within 1e-3 of the reference RMS.
@@ -81,11 +82,21 @@ void check_fixture_file(const char* name) {
 
 }  // namespace
 
+// The shared fixtures were made with the official code running on transformers 5.17 through a compatibility
+// shim; that run differs from the official code on its pinned transformers 4.57.3 by up to 1.28e-4 of the
+// largest |logit| at the prefill step (measured: scripts/make_reference.py with qwen-tts 0.1.1). We match the
+// pinned run to 3.4e-7 (tiny_pinned_english.json, every step recorded), so the shared fixtures get 2e-4.
 TEST_CASE("engine matches the official implementation: tiny_english fixture") {
-    check_fixture_file("tiny_english.json");
+    check_fixture_file("tiny_english.json", 2e-4f);
 }
 
-TEST_CASE("engine matches the official implementation: tiny_auto fixture") { check_fixture_file("tiny_auto.json"); }
+TEST_CASE("engine matches the official implementation: tiny_auto fixture") { check_fixture_file("tiny_auto.json", 2e-4f); }
+
+// Made by scripts/make_reference.py with the official code on its pinned transformers 4.57.3, fp32 CPU, all
+// 31 steps' logits kept. 1e-5 leaves a 30x margin over the 3.4e-7 measured, for other compilers and libm.
+TEST_CASE("engine matches the official implementation on its pinned transformers: every step's logits") {
+    check_fixture_file("tiny_pinned_english.json", 1e-5f);
+}
 
 TEST_CASE("engine: non-streaming text and sampling run, are seeded, and respect the frame cap") {
     Session session(tiny_model());
