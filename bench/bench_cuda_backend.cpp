@@ -1,0 +1,222 @@
+// Benchmark of the CUDA talker and code predictor on random bf16 weights of the real 0.6B shapes (28 + 5
+// layers, 1024 wide, 16/8 heads of 128, FFN 3072, vocab 3072 / 2048, 16 code groups). Prints talker step and
+// predictor frame times (median), bytes moved and the fraction of the HBM bandwidth floor, and prefill time.
+// Usage: bench_cuda_backend [--context N] [--steps N] [--frames N] [--prefill N] [--no-variants]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/talker.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/device_info.h"
+
+namespace {
+
+using namespace qtts;
+
+uint64_t mix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+// Uniform values with standard deviation `scale` (+ `offset`), rounded to bf16 so the upload is exact.
+Tensor random_tensor(Shape shape, float scale, uint64_t seed, float offset = 0.0f) {
+    Tensor t(std::move(shape));
+    const int64_t n = t.numel();
+    const float a = scale * std::sqrt(3.0f);
+    float* p = t.ptr();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+        const double u = double(mix(seed * 0x100000001B3ull + uint64_t(i)) >> 11) * 0x1.0p-53;
+        p[i] = bf16_to_f32(f32_to_bf16(offset + a * float(2.0 * u - 1.0)));
+    }
+    return t;
+}
+
+DecoderStackWeights random_stack(const DecoderStackConfig& c, uint64_t seed) {
+    DecoderStackWeights w;
+    w.config = c;
+    const float se = 1.0f / std::sqrt(float(c.n_embd)), sq = 1.0f / std::sqrt(float(c.q_dim())),
+                sf = 1.0f / std::sqrt(float(c.n_ff));
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const uint64_t s = seed * 1000 + uint64_t(l) * 16;
+        DecoderLayerWeights L;
+        L.input_norm = random_tensor({c.n_embd}, 0.1f, s + 0, 1.0f);
+        L.wq = random_tensor({c.q_dim(), c.n_embd}, se, s + 1);
+        L.wk = random_tensor({c.kv_dim(), c.n_embd}, se, s + 2);
+        L.wv = random_tensor({c.kv_dim(), c.n_embd}, se, s + 3);
+        L.wo = random_tensor({c.n_embd, c.q_dim()}, sq, s + 4);
+        L.q_norm = random_tensor({c.head_dim}, 0.1f, s + 5, 1.0f);
+        L.k_norm = random_tensor({c.head_dim}, 0.1f, s + 6, 1.0f);
+        L.post_norm = random_tensor({c.n_embd}, 0.1f, s + 7, 1.0f);
+        L.w_gate = random_tensor({c.n_ff, c.n_embd}, se, s + 8);
+        L.w_up = random_tensor({c.n_ff, c.n_embd}, se, s + 9);
+        L.w_down = random_tensor({c.n_embd, c.n_ff}, sf, s + 10);
+        w.layers.push_back(std::move(L));
+    }
+    w.final_norm = random_tensor({c.n_embd}, 0.1f, seed * 1000 + 999, 1.0f);
+    return w;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+double now_ms() {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double peak_bandwidth(const std::string& name) {
+    if (name.find("H200") != std::string::npos) return 4.8e12;
+    if (name.find("H100") != std::string::npos) return name.find("PCIe") != std::string::npos ? 2.0e12 : 3.35e12;
+    if (name.find("A100") != std::string::npos) return 2.0e12;
+    if (name.find("5090") != std::string::npos) return 1.79e12;
+    return 3.35e12;
+}
+
+struct Result {
+    std::string variant;
+    double step_ms, step_dev_ms, frame_ms, frame_dev_ms, prefill_ms;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int context = 75, steps = 60, frames = 50, prefill_len = 20;
+    bool variants = true;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        const auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
+        if (a == "--context") context = next();
+        else if (a == "--steps") steps = next();
+        else if (a == "--frames") frames = next();
+        else if (a == "--prefill") prefill_len = next();
+        else if (a == "--no-variants") variants = false;
+        else {
+            std::fprintf(stderr, "usage: %s [--context N] [--steps N] [--frames N] [--prefill N] [--no-variants]\n",
+                         argv[0]);
+            return 2;
+        }
+    }
+    if (cuda::device_count() <= 0) {
+        std::printf("skipped: no GPU\n");
+        return 0;
+    }
+    const std::string dev = cuda::device_summary(0);
+    const double peak = peak_bandwidth(dev);
+    std::printf("device: %s, HBM peak used for the floor: %.2f TB/s\n", dev.c_str(), peak / 1e12);
+
+    ModelConfig cfg;
+    cfg.talker.stack = {.n_layer = 28, .n_embd = 1024, .n_ff = 3072, .n_head = 16, .n_kv_head = 8, .head_dim = 128,
+                        .vocab_size = 3072, .rms_eps = 1e-6, .rope_theta = 1e6, .max_positions = 32768};
+    cfg.talker.num_code_groups = 16;
+    cfg.predictor.stack = cfg.talker.stack;
+    cfg.predictor.stack.n_layer = 5;
+    cfg.predictor.stack.vocab_size = 2048;
+    cfg.predictor.num_code_groups = 16;
+    const int G = 16;
+
+    double t = now_ms();
+    ModelWeights w;
+    w.talker.stack = random_stack(cfg.talker.stack, 1);
+    w.talker.codec_embedding = random_tensor({3072, 1024}, 0.05f, 11);
+    w.talker.codec_head = random_tensor({3072, 1024}, 1.0f / 32, 12);
+    w.predictor.stack = random_stack(cfg.predictor.stack, 2);
+    for (int k = 0; k + 1 < G; ++k) {
+        w.predictor.codec_embedding.push_back(random_tensor({2048, 1024}, 0.05f, 100 + uint64_t(k)));
+        w.predictor.lm_head.push_back(random_tensor({2048, 1024}, 1.0f / 32, 200 + uint64_t(k)));
+    }
+    std::printf("random weights built in %.1f s\n", (now_ms() - t) / 1e3);
+
+    // Bytes each launch must stream (bf16 weights, fp32 KV), counted once.
+    const double layer_bytes = 2.0 * (4096.0 * 1024 + 1024.0 * 2048 + 3.0 * 3072 * 1024);
+    const double head_t = 2.0 * 3072 * 1024, head_p = 2.0 * 2048 * 1024;
+    const int mid_ctx = context + steps / 2;
+    const double kv_bytes = 28.0 * mid_ctx * 1024 * 2 * 4;
+    const double talker_bytes = 28 * layer_bytes + head_t + kv_bytes;
+    const double cp_floor_bytes = 15 * 5 * layer_bytes + 15 * head_p;   // 2-position prefill as one pass
+    const double cp_impl_bytes = 16 * 5 * layer_bytes + 15 * head_p;    // this implementation: 16 passes
+
+    std::vector<Result> results;
+    std::vector<std::pair<std::string, cuda::CudaOptions>> configs = {{"prefetch", {}}};
+    if (variants) configs.push_back({"no-prefetch", {.prefetch = false}});
+
+    std::vector<float> embeds(size_t(std::max(context, prefill_len)) * 1024);
+    for (size_t i = 0; i < embeds.size(); ++i) embeds[i] = float(double(mix(i) >> 11) * 0x1.0p-53 - 0.5);
+    for (const auto& [name, opt] : configs) {
+        Backends b = cuda::make_backends(cfg, w, opt);
+        auto* tt = dynamic_cast<cuda::CudaTimed*>(b.talker.get());
+        auto* tp = dynamic_cast<cuda::CudaTimed*>(b.predictor.get());
+        Result r{name, 0, 0, 0, 0, 0};
+        // Prefill of ~20 positions (median of 5, after a warm-up).
+        std::vector<double> pf;
+        for (int rep = 0; rep < 6; ++rep) {
+            const double t0 = now_ms();
+            b.talker->prefill(std::span<const float>(embeds.data(), size_t(prefill_len) * 1024), prefill_len);
+            if (rep) pf.push_back(now_ms() - t0);
+        }
+        r.prefill_ms = median(pf);
+        // Talker steps at context ~`context` .. `context + steps`.
+        b.talker->prefill(std::span<const float>(embeds.data(), size_t(context) * 1024), context);
+        std::vector<double> wall, devt;
+        std::vector<float> x(1024);
+        for (int s = 0; s < steps + 3; ++s) {
+            for (int d = 0; d < 1024; ++d) x[size_t(d)] = float(double(mix(uint64_t(s) * 4096 + d) >> 11) * 0x1.0p-53 - 0.5);
+            const double t0 = now_ms();
+            b.talker->step(x);
+            const double dt = now_ms() - t0;
+            if (s >= 3) wall.push_back(dt), devt.push_back(tt->last_device_ms());
+        }
+        const auto lg = b.talker->logits();
+        bool finite = std::all_of(lg.begin(), lg.end(), [](float v) { return std::isfinite(v); });
+        r.step_ms = median(wall);
+        r.step_dev_ms = median(devt);
+        // Code predictor frames with the checkpoint's default sampling (top-k 50, temperature 0.9).
+        const SamplerSettings s{.do_sample = true, .temperature = 0.9f, .top_k = 50, .top_p = 1.0f};
+        std::vector<double> fw, fd;
+        std::vector<int32_t> codes(static_cast<size_t>(G));
+        const auto hid = b.talker->hidden();
+        std::vector<float> hidden(hid.begin(), hid.end());
+        for (int f = 0; f < frames + 3; ++f) {
+            codes[0] = f % 2048;
+            const double t0 = now_ms();
+            b.predictor->predict(hidden, codes, s, CounterRng(7), uint64_t(f));
+            const double dt = now_ms() - t0;
+            if (f >= 3) fw.push_back(dt), fd.push_back(tp->last_device_ms());
+        }
+        r.frame_ms = median(fw);
+        r.frame_dev_ms = median(fd);
+        std::printf("[%s] logits finite: %s; last codes:", name.c_str(), finite ? "yes" : "NO");
+        for (int32_t c : codes) std::printf(" %d", c);
+        std::printf("\n");
+        results.push_back(r);
+    }
+
+    std::printf("\nbytes per talker step: %.1f MB (28 layers %.1f MB + codec_head %.1f MB + fp32 KV at context %d "
+                "%.1f MB)\n",
+                talker_bytes / 1e6, 28 * layer_bytes / 1e6, head_t / 1e6, mid_ctx, kv_bytes / 1e6);
+    std::printf("bytes per predictor frame: floor %.1f MB (15 passes + 15 heads); this kernel streams %.1f MB (16 "
+                "passes)\n",
+                cp_floor_bytes / 1e6, cp_impl_bytes / 1e6);
+    std::printf("floors at %.2f TB/s: talker %.3f ms, predictor %.3f ms\n\n", peak / 1e12, talker_bytes / peak * 1e3,
+                cp_floor_bytes / peak * 1e3);
+    std::printf("| variant | talker step ms (wall / device) | %% of BW floor | predictor ms/frame (wall / device) | "
+                "%% of BW floor | prefill %d pos ms |\n|---|---|---|---|---|---|\n",
+                prefill_len);
+    for (const Result& r : results)
+        std::printf("| %s | %.3f / %.3f | %.0f%% | %.3f / %.3f | %.0f%% | %.2f |\n", r.variant.c_str(), r.step_ms,
+                    r.step_dev_ms, 100.0 * talker_bytes / peak / (r.step_dev_ms * 1e-3), r.frame_ms, r.frame_dev_ms,
+                    100.0 * cp_floor_bytes / peak / (r.frame_dev_ms * 1e-3), r.prefill_ms);
+    std::printf("\n(median of %d talker steps at context %d..%d and %d predictor frames; %% of floor = floor bytes / "
+                "peak / device time)\n",
+                steps, context, context + steps, frames);
+    return 0;
+}

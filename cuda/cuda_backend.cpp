@@ -1,0 +1,485 @@
+// CudaTalker and CudaPredictor: own the device copies of the weights (bf16, uploaded once), the KV caches,
+// scratch and grid-barrier words of one instance, and drive the kernels of decode_megakernel.cu and
+// prefill_kernels.cu. Host code (compiled as C++20); persistent launches are serialized process-wide so
+// that two instances never spin on the GPU at the same time.
+#include "cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/talker.h"
+#include "cuda/device_buffer.h"
+#include "cuda/device_info.h"
+#include "cuda/stack_kernels.h"
+
+namespace qtts::cuda {
+
+namespace {
+
+std::mutex& launch_mutex() {
+    static std::mutex m;
+    return m;
+}
+
+void copy_bf16(const Tensor& t, uint16_t* device_dst, std::vector<uint16_t>& staging) {
+    staging.resize(t.data.size());
+    const float* src = t.data.data();
+    const int64_t n = int64_t(t.data.size());
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
+    for (int64_t i = 0; i < n; ++i) staging[size_t(i)] = f32_to_bf16(src[i]);
+    QTTS_CUDA_CHECK(cudaMemcpy(device_dst, staging.data(), staging.size() * 2, cudaMemcpyHostToDevice));
+}
+
+DeviceBuffer<uint16_t> upload_bf16(const std::vector<const Tensor*>& tensors) {
+    size_t total = 0;
+    for (const Tensor* t : tensors) total += t->data.size();
+    DeviceBuffer<uint16_t> buf(total);
+    std::vector<uint16_t> staging;
+    size_t off = 0;
+    for (const Tensor* t : tensors) {
+        copy_bf16(*t, buf.get() + off, staging);
+        off += t->data.size();
+    }
+    return buf;
+}
+
+template <class T>
+DeviceBuffer<T> upload(const std::vector<T>& v) {
+    DeviceBuffer<T> b(v.size());
+    QTTS_CUDA_CHECK(cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return b;
+}
+
+size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+// One decoder stack on the device: all matrices in one bf16 allocation (q, k, v rows adjacent per layer),
+// norm weights in one fp32 allocation, and a device array of per-layer pointers.
+class DeviceStack {
+public:
+    explicit DeviceStack(const DecoderStackWeights& w) {
+        const auto& c = w.config;
+        if (c.n_embd % 8 || c.n_ff % 8 || c.q_dim() % 8 || c.head_dim % 2 || c.head_dim > kMaxHeadDim ||
+            c.n_kv_head <= 0 || c.n_head % c.n_kv_head)
+            throw GpuError(fmt::format("the CUDA backend does not support this decoder shape (n_embd {}, n_ff {}, "
+                                       "heads {}/{}, head_dim {})",
+                                       c.n_embd, c.n_ff, c.n_head, c.n_kv_head, c.head_dim),
+                           "use --device cpu");
+        const size_t E = size_t(c.n_embd), F = size_t(c.n_ff), Q = size_t(c.q_dim()), KV = size_t(c.kv_dim());
+        const size_t qkv = (Q + 2 * KV) * E, o = E * Q, ff = F * E;
+        const size_t per_layer = align_up(qkv, 128) + align_up(o, 128) + 3 * align_up(ff, 128);
+        weights_ = DeviceBuffer<uint16_t>(per_layer * size_t(c.n_layer));
+        const size_t norms_per_layer = 2 * E + 2 * size_t(c.head_dim);
+        std::vector<float> norms;
+        norms.reserve(norms_per_layer * size_t(c.n_layer) + E);
+        std::vector<uint16_t> staging;
+        std::vector<LayerDev> layers(size_t(c.n_layer));
+        std::vector<size_t> norm_off(size_t(c.n_layer));
+        for (int64_t l = 0; l < c.n_layer; ++l) {
+            const auto& L = w.layers[size_t(l)];
+            uint16_t* base = weights_.get() + per_layer * size_t(l);
+            LayerDev& d = layers[size_t(l)];
+            uint16_t* p = base;
+            d.wqkv = p;
+            copy_bf16(L.wq, p, staging);
+            copy_bf16(L.wk, p + Q * E, staging);
+            copy_bf16(L.wv, p + (Q + KV) * E, staging);
+            p += align_up(qkv, 128);
+            d.wo = p;
+            copy_bf16(L.wo, p, staging);
+            p += align_up(o, 128);
+            d.w_gate = p;
+            copy_bf16(L.w_gate, p, staging);
+            p += align_up(ff, 128);
+            d.w_up = p;
+            copy_bf16(L.w_up, p, staging);
+            p += align_up(ff, 128);
+            d.w_down = p;
+            copy_bf16(L.w_down, p, staging);
+            norm_off[size_t(l)] = norms.size();
+            for (const Tensor* t : {&L.input_norm, &L.post_norm, &L.q_norm, &L.k_norm})
+                norms.insert(norms.end(), t->data.begin(), t->data.end());
+        }
+        const size_t final_off = norms.size();
+        norms.insert(norms.end(), w.final_norm.data.begin(), w.final_norm.data.end());
+        norms_ = upload(norms);
+        for (int64_t l = 0; l < c.n_layer; ++l) {
+            LayerDev& d = layers[size_t(l)];
+            const float* nb = norms_.get() + norm_off[size_t(l)];
+            d.input_norm = nb;
+            d.post_norm = nb + E;
+            d.q_norm = nb + 2 * E;
+            d.k_norm = nb + 2 * E + size_t(c.head_dim);
+        }
+        layers_ = upload(layers);
+        dev_.n_layer = int(c.n_layer);
+        dev_.n_embd = int(c.n_embd);
+        dev_.n_ff = int(c.n_ff);
+        dev_.n_head = int(c.n_head);
+        dev_.n_kv_head = int(c.n_kv_head);
+        dev_.head_dim = int(c.head_dim);
+        dev_.eps = float(c.rms_eps);
+        dev_.layers = layers_.get();
+        dev_.final_norm = norms_.get() + final_off;
+        theta_ = c.rope_theta;
+    }
+
+    // Grows the KV cache and RoPE tables to hold `positions`, keeping the first `keep` positions.
+    void ensure_capacity(int positions, int keep, cudaStream_t stream) {
+        if (positions <= dev_.capacity) return;
+        int cap = std::max(64, dev_.capacity);
+        while (cap < positions) cap *= 2;
+        const size_t kv = size_t(dev_.kv_dim());
+        DeviceBuffer<float> k(size_t(dev_.n_layer) * cap * kv), v(size_t(dev_.n_layer) * cap * kv);
+        if (keep > 0 && dev_.capacity > 0) {
+            const size_t row = size_t(keep) * kv * 4;
+            QTTS_CUDA_CHECK(cudaMemcpy2DAsync(k.get(), size_t(cap) * kv * 4, k_.get(), size_t(dev_.capacity) * kv * 4,
+                                              row, size_t(dev_.n_layer), cudaMemcpyDeviceToDevice, stream));
+            QTTS_CUDA_CHECK(cudaMemcpy2DAsync(v.get(), size_t(cap) * kv * 4, v_.get(), size_t(dev_.capacity) * kv * 4,
+                                              row, size_t(dev_.n_layer), cudaMemcpyDeviceToDevice, stream));
+            QTTS_CUDA_CHECK(cudaStreamSynchronize(stream));
+        }
+        // Same fp32 formulas as core/ops.cpp Rope, so the tables are bit-identical to the CPU reference.
+        const int hd = dev_.head_dim, half = hd / 2;
+        std::vector<float> inv(static_cast<size_t>(half)), cs(static_cast<size_t>(cap) * half), sn(static_cast<size_t>(cap) * half);
+        for (int j = 0; j < half; ++j) inv[size_t(j)] = 1.0f / std::pow(float(theta_), float(2 * j) / float(hd));
+        for (int p = 0; p < cap; ++p)
+            for (int j = 0; j < half; ++j) {
+                const float angle = float(p) * inv[size_t(j)];
+                cs[size_t(p) * half + j] = std::cos(angle);
+                sn[size_t(p) * half + j] = std::sin(angle);
+            }
+        cos_ = upload(cs);
+        sin_ = upload(sn);
+        k_ = std::move(k);
+        v_ = std::move(v);
+        dev_.k_cache = k_.get();
+        dev_.v_cache = v_.get();
+        dev_.rope_cos = cos_.get();
+        dev_.rope_sin = sin_.get();
+        dev_.capacity = cap;
+    }
+
+    const StackDev& dev() const { return dev_; }
+
+private:
+    DeviceBuffer<uint16_t> weights_;
+    DeviceBuffer<float> norms_;
+    DeviceBuffer<LayerDev> layers_;
+    DeviceBuffer<float> k_, v_, cos_, sin_;
+    StackDev dev_;
+    double theta_ = 1e6;
+};
+
+// Grid-barrier words of one instance, zeroed once at creation and never again.
+class SyncWords {
+public:
+    explicit SyncWords(double timeout_s) : words_(2), error_(1) {
+        QTTS_CUDA_CHECK(cudaMemset(words_.get(), 0, words_.bytes()));
+        QTTS_CUDA_CHECK(cudaMemset(error_.get(), 0, error_.bytes()));
+        sync_.counter = words_.get();
+        sync_.epoch = words_.get() + 1;
+        sync_.error = error_.get();
+        sync_.timeout_ns = (unsigned long long)(timeout_s * 1e9);
+    }
+    const GridSync& get() const { return sync_; }
+
+private:
+    DeviceBuffer<unsigned> words_;
+    DeviceBuffer<int> error_;
+    GridSync sync_;
+};
+
+[[noreturn]] void throw_watchdog(const char* what) {
+    throw GpuError(fmt::format("the {} megakernel stopped at a grid barrier (watchdog timeout); the GPU backend "
+                               "cannot continue",
+                               what),
+                   "another program may be using the GPU's SMs; rerun, or use --device cpu");
+}
+
+class CudaTalker final : public TalkerBackend, public CudaTimed {
+public:
+    CudaTalker(const ModelConfig& config, const ModelWeights& w, const CudaOptions& o)
+        : stack_(w.talker.stack), sync_(o.timeout_s), E_(int(config.talker.stack.n_embd)),
+          vocab_(int(config.talker.stack.vocab_size)), options_(o) {
+        const StackDev& st = stack_.dev();
+        head_ = upload_bf16({&w.talker.codec_head});
+        h_ = DeviceBuffer<float>(size_t(E_));
+        qkv_ = DeviceBuffer<float>(size_t(st.q_dim() + 2 * st.kv_dim()));
+        part_ = DeviceBuffer<float>(size_t(st.n_head) * o.max_chunks * (2 + st.head_dim));
+        act_ = DeviceBuffer<float>(size_t(st.n_ff));
+        x0_ = DeviceBuffer<float>(size_t(E_));
+        hidden_d_ = DeviceBuffer<float>(size_t(E_));
+        logits_d_ = DeviceBuffer<float>(size_t(vocab_));
+        in_ = PinnedBuffer<float>(size_t(E_));
+        hidden_ = PinnedBuffer<float>(size_t(E_));
+        logits_ = PinnedBuffer<float>(size_t(vocab_));
+        err_ = PinnedBuffer<int>(1);
+        grid_ = plan_talker_launch(st, vocab_, o.max_chunks);
+        grid_.prefetch = o.prefetch ? 1 : 0;
+        stack_.ensure_capacity(256, 0, stream_.get());
+        QTTS_CUDA_CHECK(cudaDeviceSynchronize());
+    }
+
+    void prefill(std::span<const float> embeds, int64_t n) override {
+        QTTS_CHECK(n > 0 && int64_t(embeds.size()) == n * E_, "talker prefill input has {} values, expected {}",
+                   embeds.size(), n * E_);
+        check_usable();
+        cudaStream_t s = stream_.get();
+        length_ = 0;
+        stack_.ensure_capacity(int(n), 0, s);
+        const StackDev& st = stack_.dev();
+        const int N = int(n), E = E_, F = st.n_ff, Q = st.q_dim(), W = Q + 2 * st.kv_dim();
+        ensure(px_, size_t(N) * E);
+        ensure(pxn_, size_t(N) * E);
+        ensure(pqkv_, size_t(N) * W);
+        ensure(patt_, size_t(N) * Q);
+        ensure(pg_, size_t(N) * F);
+        ensure(pu_, size_t(N) * F);
+        std::lock_guard lock(launch_mutex());
+        QTTS_CUDA_CHECK(cudaEventRecord(t0_.get(), s));
+        QTTS_CUDA_CHECK(cudaMemcpyAsync(px_.get(), embeds.data(), embeds.size() * 4, cudaMemcpyHostToDevice, s));
+        std::vector<LayerDev> layers(size_t(st.n_layer));
+        QTTS_CUDA_CHECK(cudaMemcpy(layers.data(), st.layers, layers.size() * sizeof(LayerDev), cudaMemcpyDeviceToHost));
+        for (int l = 0; l < st.n_layer; ++l) {
+            const LayerDev& L = layers[size_t(l)];
+            launch_rms_norm_rows(px_.get(), E, L.input_norm, pxn_.get(), E, N, E, st.eps, s);
+            launch_gemm_bf16({.x = pxn_.get(), .w = L.wqkv, .y = pqkv_.get(), .n = N, .R = W, .K = E, .ldx = E, .ldy = W},
+                             s);
+            launch_qk_norm_rope_append(st, l, pqkv_.get(), N, 0, s);
+            launch_attention_prefill(st, l, pqkv_.get(), N, 0, patt_.get(), s);
+            launch_gemm_bf16({.x = patt_.get(), .w = L.wo, .y = px_.get(), .n = N, .R = E, .K = Q, .ldx = Q, .ldy = E,
+                              .accumulate = 1},
+                             s);
+            launch_rms_norm_rows(px_.get(), E, L.post_norm, pxn_.get(), E, N, E, st.eps, s);
+            launch_gemm_bf16({.x = pxn_.get(), .w = L.w_gate, .y = pg_.get(), .n = N, .R = F, .K = E, .ldx = E, .ldy = F},
+                             s);
+            launch_gemm_bf16({.x = pxn_.get(), .w = L.w_up, .y = pu_.get(), .n = N, .R = F, .K = E, .ldx = E, .ldy = F},
+                             s);
+            launch_silu_mul(pg_.get(), pu_.get(), pg_.get(), N * F, s);
+            launch_gemm_bf16({.x = pg_.get(), .w = L.w_down, .y = px_.get(), .n = N, .R = E, .K = F, .ldx = F, .ldy = E,
+                              .accumulate = 1},
+                             s);
+        }
+        launch_rms_norm_rows(px_.get() + size_t(N - 1) * E, E, st.final_norm, hidden_d_.get(), E, 1, E, st.eps, s);
+        launch_gemm_bf16({.x = hidden_d_.get(), .w = head_.get(), .y = logits_d_.get(), .n = 1, .R = vocab_, .K = E,
+                          .ldx = E, .ldy = vocab_},
+                         s);
+        QTTS_CUDA_CHECK(cudaEventRecord(t1_.get(), s));
+        fetch_outputs(false);
+        length_ = N;
+    }
+
+    void step(std::span<const float> embed) override {
+        QTTS_CHECK(int64_t(embed.size()) == E_, "talker step input has {} values, expected {}", embed.size(), E_);
+        QTTS_CHECK(length_ > 0, "talker step before prefill");
+        check_usable();
+        cudaStream_t s = stream_.get();
+        stack_.ensure_capacity(length_ + 1, length_, s);
+        std::memcpy(in_.get(), embed.data(), size_t(E_) * 4);
+        TalkerStepArgs a;
+        a.stack = stack_.dev();
+        a.s = scratch();
+        a.sync = sync_.get();
+        a.x0 = x0_.get();
+        a.pos = length_;
+        a.n_chunks = std::clamp((length_ + 1 + 15) / 16, 1, std::min(options_.max_chunks, length_ + 1));
+        a.head = head_.get();
+        a.vocab = vocab_;
+        a.hidden_out = hidden_d_.get();
+        a.logits_out = logits_d_.get();
+        std::lock_guard lock(launch_mutex());
+        QTTS_CUDA_CHECK(cudaMemcpyAsync(x0_.get(), in_.get(), size_t(E_) * 4, cudaMemcpyHostToDevice, s));
+        QTTS_CUDA_CHECK(cudaEventRecord(t0_.get(), s));
+        launch_talker_step(a, grid_, s);
+        QTTS_CUDA_CHECK(cudaEventRecord(t1_.get(), s));
+        fetch_outputs(true);
+        ++length_;
+    }
+
+    std::span<const float> hidden() const override { return {hidden_.get(), size_t(E_)}; }
+    std::span<const float> logits() const override { return {logits_.get(), size_t(vocab_)}; }
+    std::string name() const override { return "cuda"; }
+    double last_device_ms() const override { return last_ms_; }
+
+private:
+    MegaScratch scratch() const {
+        MegaScratch m;
+        m.h = h_.get();
+        m.qkv = qkv_.get();
+        m.part = part_.get();
+        m.act = act_.get();
+        return m;
+    }
+    static void ensure(DeviceBuffer<float>& b, size_t n) {
+        if (b.size() < n) b = DeviceBuffer<float>(n);
+    }
+    void check_usable() const {
+        if (broken_) throw_watchdog("talker");
+    }
+    void fetch_outputs(bool check_error) {
+        cudaStream_t s = stream_.get();
+        QTTS_CUDA_CHECK(cudaMemcpyAsync(hidden_.get(), hidden_d_.get(), size_t(E_) * 4, cudaMemcpyDeviceToHost, s));
+        QTTS_CUDA_CHECK(cudaMemcpyAsync(logits_.get(), logits_d_.get(), size_t(vocab_) * 4, cudaMemcpyDeviceToHost, s));
+        if (check_error)
+            QTTS_CUDA_CHECK(cudaMemcpyAsync(err_.get(), sync_.get().error, sizeof(int), cudaMemcpyDeviceToHost, s));
+        QTTS_CUDA_CHECK(cudaStreamSynchronize(s));
+        float ms = 0;
+        QTTS_CUDA_CHECK(cudaEventElapsedTime(&ms, t0_.get(), t1_.get()));
+        last_ms_ = ms;
+        if (check_error && *err_.get()) {
+            broken_ = true;
+            throw_watchdog("talker");
+        }
+    }
+
+    Stream stream_;
+    Event t0_, t1_;
+    DeviceStack stack_;
+    SyncWords sync_;
+    int E_, vocab_;
+    CudaOptions options_;
+    MegaLaunch grid_;
+    DeviceBuffer<uint16_t> head_;
+    DeviceBuffer<float> h_, qkv_, part_, act_, x0_, hidden_d_, logits_d_;
+    DeviceBuffer<float> px_, pxn_, pqkv_, patt_, pg_, pu_;
+    PinnedBuffer<float> in_, hidden_, logits_;
+    PinnedBuffer<int> err_;
+    int length_ = 0;
+    bool broken_ = false;
+    double last_ms_ = -1;
+};
+
+class CudaPredictor final : public PredictorBackend, public CudaTimed {
+public:
+    CudaPredictor(const ModelConfig& config, const ModelWeights& w, const CudaOptions& o)
+        : stack_(w.predictor.stack), sync_(o.timeout_s), G_(int(config.talker.num_code_groups)),
+          E_(int(config.predictor.stack.n_embd)), in_dim_(int(config.talker.stack.n_embd)),
+          vocab_(int(config.predictor.stack.vocab_size)), vocab0_(int(config.talker.stack.vocab_size)) {
+        const auto& p = w.predictor;
+        QTTS_CHECK(int(p.lm_head.size()) == G_ - 1 && int(p.codec_embedding.size()) == G_ - 1,
+                   "predictor has {} heads for {} code groups", p.lm_head.size(), G_);
+        if (in_dim_ % 8) throw GpuError("the CUDA backend needs a talker width divisible by 8", "use --device cpu");
+        const StackDev& st = stack_.dev();
+        emb0_ = upload_bf16({&w.talker.codec_embedding});
+        std::vector<const Tensor*> tables, heads;
+        for (int k = 0; k < G_ - 1; ++k) {
+            tables.push_back(&p.codec_embedding[size_t(k)]);
+            heads.push_back(&p.lm_head[size_t(k)]);
+        }
+        emb_ = upload_bf16(tables);
+        heads_ = upload_bf16(heads);
+        if (p.mtp_w) {
+            mtp_w_ = upload_bf16({&*p.mtp_w});
+            mtp_b_ = upload(p.mtp_b->data);
+        }
+        h_ = DeviceBuffer<float>(size_t(E_));
+        qkv_ = DeviceBuffer<float>(size_t(st.q_dim() + 2 * st.kv_dim()));
+        part_ = DeviceBuffer<float>(size_t(st.n_head) * o.max_chunks * (2 + st.head_dim));
+        act_ = DeviceBuffer<float>(size_t(st.n_ff));
+        logits_d_ = DeviceBuffer<float>(size_t(vocab_));
+        xproj_ = DeviceBuffer<float>(size_t(E_));
+        hidden_d_ = DeviceBuffer<float>(size_t(in_dim_));
+        codes_d_ = DeviceBuffer<int>(size_t(G_));
+        in_ = PinnedBuffer<float>(size_t(in_dim_));
+        out_ = PinnedBuffer<int>(size_t(G_) + 1);
+        grid_ = plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks);
+        grid_.prefetch = o.prefetch ? 1 : 0;
+        stack_.ensure_capacity(G_, 0, stream_.get());
+        QTTS_CUDA_CHECK(cudaDeviceSynchronize());
+    }
+
+    void predict(std::span<const float> talker_hidden, std::span<int32_t> codes, const SamplerSettings& s,
+                 const CounterRng& rng, uint64_t frame) override {
+        QTTS_CHECK(int(codes.size()) == G_, "predictor needs {} codes, got {}", G_, codes.size());
+        QTTS_CHECK(int(talker_hidden.size()) == in_dim_, "predictor input has {} values, expected {}",
+                   talker_hidden.size(), in_dim_);
+        QTTS_CHECK(codes[0] >= 0 && codes[0] < vocab0_, "code {} out of range for codebook 0", codes[0]);
+        if (broken_) throw_watchdog("code predictor");
+        cudaStream_t st = stream_.get();
+        std::memcpy(in_.get(), talker_hidden.data(), size_t(in_dim_) * 4);
+        PredictorFrameArgs a;
+        a.stack = stack_.dev();
+        a.s.h = h_.get();
+        a.s.qkv = qkv_.get();
+        a.s.part = part_.get();
+        a.s.act = act_.get();
+        a.s.logits = logits_d_.get();
+        a.s.xproj = xproj_.get();
+        a.sync = sync_.get();
+        a.talker_hidden = hidden_d_.get();
+        a.emb0 = emb0_.get();
+        a.emb = emb_.get();
+        a.heads = heads_.get();
+        a.mtp_w = mtp_w_.get();
+        a.mtp_b = mtp_b_.get();
+        a.in_dim = in_dim_;
+        a.vocab = vocab_;
+        a.n_groups = G_;
+        a.code0 = codes[0];
+        a.sampler.do_sample = s.do_sample ? 1 : 0;
+        a.sampler.temperature = s.temperature;
+        a.sampler.top_k = int(std::clamp<int64_t>(s.top_k, 0, vocab_));
+        a.sampler.top_p = s.top_p;
+        a.sampler.repetition_penalty = s.repetition_penalty;
+        a.sampler.seed = rng.seed();
+        a.sampler.frame = frame;
+        a.codes_out = codes_d_.get();
+        std::lock_guard lock(launch_mutex());
+        QTTS_CUDA_CHECK(cudaMemcpyAsync(hidden_d_.get(), in_.get(), size_t(in_dim_) * 4, cudaMemcpyHostToDevice, st));
+        QTTS_CUDA_CHECK(cudaEventRecord(t0_.get(), st));
+        launch_predictor_frame(a, grid_, st);
+        QTTS_CUDA_CHECK(cudaEventRecord(t1_.get(), st));
+        QTTS_CUDA_CHECK(cudaMemcpyAsync(out_.get(), codes_d_.get(), size_t(G_) * 4, cudaMemcpyDeviceToHost, st));
+        QTTS_CUDA_CHECK(cudaMemcpyAsync(out_.get() + G_, sync_.get().error, sizeof(int), cudaMemcpyDeviceToHost, st));
+        QTTS_CUDA_CHECK(cudaStreamSynchronize(st));
+        float ms = 0;
+        QTTS_CUDA_CHECK(cudaEventElapsedTime(&ms, t0_.get(), t1_.get()));
+        last_ms_ = ms;
+        if (out_.get()[G_]) {
+            broken_ = true;
+            throw_watchdog("code predictor");
+        }
+        for (int k = 1; k < G_; ++k) codes[size_t(k)] = out_.get()[k];
+    }
+    std::string name() const override { return "cuda"; }
+    double last_device_ms() const override { return last_ms_; }
+
+private:
+    Stream stream_;
+    Event t0_, t1_;
+    DeviceStack stack_;
+    SyncWords sync_;
+    int G_, E_, in_dim_, vocab_, vocab0_;
+    MegaLaunch grid_;
+    DeviceBuffer<uint16_t> emb0_, emb_, heads_, mtp_w_;
+    DeviceBuffer<float> mtp_b_, h_, qkv_, part_, act_, logits_d_, xproj_, hidden_d_;
+    DeviceBuffer<int> codes_d_;
+    PinnedBuffer<float> in_;
+    PinnedBuffer<int> out_;
+    bool broken_ = false;
+    double last_ms_ = -1;
+};
+
+}  // namespace
+
+Backends make_backends(const ModelConfig& config, const ModelWeights& weights, const CudaOptions& options) {
+    if (device_count() <= 0)
+        throw GpuError("no CUDA GPU found", "use --device cpu, or --device auto to fall back to the CPU");
+    QTTS_CHECK(options.max_chunks >= 1 && options.max_chunks <= 64, "max_chunks {} out of range", options.max_chunks);
+    Backends b;
+    b.talker = std::make_unique<CudaTalker>(config, weights, options);
+    b.predictor = std::make_unique<CudaPredictor>(config, weights, options);
+    return b;
+}
+
+void register_backend() {
+    if (device_count() <= 0) return;
+    register_gpu_backend([](const ModelConfig& c, const ModelWeights& w) { return make_backends(c, w); });
+}
+
+}  // namespace qtts::cuda

@@ -1,0 +1,32 @@
+// The CUDA backends of the talker and the code predictor (core/backend.h interfaces): weights uploaded once as
+// bf16, fp32 activations and KV cache, batched prefill, one persistent cooperative launch per talker step and
+// one per code-predictor frame (15 codebooks sampled on the device).
+//
+//   qtts::cuda::register_backend();                       // at program start; no-op without a GPU
+//   auto model = qtts::Model::load(dir, {.device = qtts::Device::cuda});
+//   qtts::Session session(model);                          // builds CudaTalker + CudaPredictor
+#pragma once
+
+#include "core/backend.h"
+
+namespace qtts::cuda {
+
+struct CudaOptions {
+    int max_chunks = 4;         // attention split of one head over the context in a decode step
+    bool prefetch = true;       // L2-prefetch each CTA's next weight slice one phase ahead (sm_90)
+    double timeout_s = 2.0;     // grid-barrier watchdog: a launch stuck longer than this fails with GpuError
+};
+
+// Registers the CUDA factory with core when qtts::cuda::device_count() > 0; otherwise does nothing.
+void register_backend();
+// Builds both backends on the current device; throws GpuError (no device, out of memory, unsupported shape).
+Backends make_backends(const ModelConfig& config, const ModelWeights& weights, const CudaOptions& options = {});
+
+// Implemented by the CUDA backends: device time of the most recent prefill / step / frame launch sequence.
+class CudaTimed {
+public:
+    virtual ~CudaTimed() = default;
+    virtual double last_device_ms() const = 0;
+};
+
+}  // namespace qtts::cuda

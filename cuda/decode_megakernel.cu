@@ -1,0 +1,625 @@
+// Persistent cooperative decode megakernels: one launch runs a whole talker step (all layers, final norm,
+// codec_head) or a whole code-predictor frame (16 positions, 15 heads, on-device sampling). Per layer:
+// [norm+QKV] | [q/k-norm, RoPE, KV append, attention partials] | [combine+O-proj+residual] |
+// [norm+gate/up+SiLU] | [down+residual], separated by grid barriers on monotonic counters owned by the
+// backend instance (never reset). A spin watchdog sets sync.error and ends the launch instead of hanging.
+#include <cstdio>
+
+#include "cuda/cuda_check.h"
+#include "cuda/stack_device.cuh"
+#include "cuda/stack_kernels.h"
+
+namespace qtts::cuda {
+
+namespace {
+
+using namespace dev;
+
+// ---- shared-memory plan (bytes; every region 16-byte aligned) ----
+struct SmemPlan {
+    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, lg, cidx, cval, cp, sorted, codes, total;
+};
+
+QTTS_HD inline int align16(int x) { return (x + 15) & ~15; }
+
+QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int vocab_sample, int n_groups) {
+    SmemPlan p{};
+    int o = 0;
+    const auto take = [&](int bytes) {
+        const int at = o;
+        o += align16(bytes);
+        return at;
+    };
+    p.xs = take(max_k * 4);
+    p.part = take(rows_max * 4 * 4);
+    p.res = take(rows_max * 4);
+    p.red = take(kWarps * 4);
+    p.ired = take(2 * kWarps * 4 + 64);
+    p.att_q = take(hd * 4);
+    p.att_k = take(hd * 4);
+    p.att_v = take(hd * 4);
+    p.att_w = take(kWarps * (2 + hd) * 4);
+    p.lg = take(vocab_sample * 4);
+    p.cidx = take(vocab_sample * 4);
+    p.cval = take(vocab_sample * 4);
+    p.cp = take(vocab_sample * 8);
+    p.sorted = take(vocab_sample * 4);
+    p.codes = take((n_groups + 4) * 4);
+    p.total = o;
+    return p;
+}
+
+QTTS_HD inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+QTTS_HD inline int rows_max_of(const StackDev& st, int vocab, int in_dim, int n_cta) {
+    const auto mx = [](int a, int b) { return a > b ? a : b; };
+    int r = ceil_div(st.q_dim() + 2 * st.kv_dim(), n_cta);
+    r = mx(r, ceil_div(st.n_embd, n_cta));
+    r = mx(r, 2 * ceil_div(st.n_ff, n_cta));
+    r = mx(r, ceil_div(vocab, n_cta));
+    (void)in_dim;
+    return r;
+}
+
+QTTS_HD inline int max_k_of(const StackDev& st, int in_dim) {
+    const auto mx = [](int a, int b) { return a > b ? a : b; };
+    return mx(mx(st.n_embd, st.q_dim()), mx(st.n_ff, in_dim));
+}
+
+// ---- grid barrier ----
+__device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+struct Grid {
+    GridSync sync;
+    int cta = 0, n_cta = 0;
+    unsigned epoch = 0;  // barriers completed so far, counting every earlier launch
+    int* fail = nullptr; // shared flag
+
+    // All CTAs arrive, then all leave. False when the watchdog fired (then every CTA must return).
+    __device__ bool barrier() {
+        ++epoch;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const unsigned target = epoch * unsigned(n_cta);
+            __threadfence();
+            atomicAdd(sync.counter, 1u);
+            int failed = 0;
+            const unsigned long long t0 = global_ns();
+            for (unsigned spin = 1;; ++spin) {
+                if (int(ld_acquire(sync.counter) - target) >= 0) break;
+                if ((spin & 255u) == 0) {
+                    if (*(volatile int*)sync.error) {
+                        failed = 1;
+                        break;
+                    }
+                    if (global_ns() - t0 > sync.timeout_ns) {
+                        atomicExch(sync.error, 1);
+                        failed = 1;
+                        break;
+                    }
+                }
+            }
+            __threadfence();
+            *fail = failed;
+        }
+        __syncthreads();
+        return *fail == 0;
+    }
+    // Called once at the end by every CTA: CTA 0 records the epoch for the next launch.
+    __device__ void finish() const {
+        if (cta == 0 && threadIdx.x == 0) *sync.epoch = epoch;
+    }
+};
+
+#define QTTS_GRID_BARRIER(g)          \
+    do {                              \
+        if (!(g).barrier()) return;   \
+    } while (0)
+
+struct Smem {
+    float *xs, *part, *res, *red;
+    int* ired;
+    float *att_q, *att_k, *att_v, *att_w, *lg;
+    int* cidx;
+    float* cval;
+    double* cp;
+    int *sorted, *codes;
+};
+
+__device__ Smem carve(char* base, const SmemPlan& p) {
+    Smem s;
+    s.xs = reinterpret_cast<float*>(base + p.xs);
+    s.part = reinterpret_cast<float*>(base + p.part);
+    s.res = reinterpret_cast<float*>(base + p.res);
+    s.red = reinterpret_cast<float*>(base + p.red);
+    s.ired = reinterpret_cast<int*>(base + p.ired);
+    s.att_q = reinterpret_cast<float*>(base + p.att_q);
+    s.att_k = reinterpret_cast<float*>(base + p.att_k);
+    s.att_v = reinterpret_cast<float*>(base + p.att_v);
+    s.att_w = reinterpret_cast<float*>(base + p.att_w);
+    s.lg = reinterpret_cast<float*>(base + p.lg);
+    s.cidx = reinterpret_cast<int*>(base + p.cidx);
+    s.cval = reinterpret_cast<float*>(base + p.cval);
+    s.cp = reinterpret_cast<double*>(base + p.cp);
+    s.sorted = reinterpret_cast<int*>(base + p.sorted);
+    s.codes = reinterpret_cast<int*>(base + p.codes);
+    return s;
+}
+
+// ---- phases of one layer (all CTAs; each works on its own rows / items) ----
+
+// [norm + QKV]: qkv[r] for this CTA's rows of [q_dim + 2 kv_dim].
+__device__ void phase_qkv(const Grid& g, const StackDev& st, const LayerDev& L, VecIn in, const MegaScratch& sc,
+                          const Smem& sm) {
+    const int E = st.n_embd, R = st.q_dim() + 2 * st.kv_dim();
+    norm_to_perm(in, L.input_norm, E, st.eps, sm.xs, sm.red);
+    int r0, r1;
+    cta_rows(R, g.cta, g.n_cta, r0, r1);
+    if (r1 <= r0) return;
+    cta_matvec([&](int i) { return L.wqkv + size_t(r0 + i) * E; }, r1 - r0, E, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < r1 - r0; i += blockDim.x) __stcg(sc.qkv + r0 + i, sm.res[i]);
+}
+
+// [q/k-norm, RoPE, KV append, attention partials] for items (head, chunk) of the single new position `pos`.
+__device__ void phase_attention(const Grid& g, const StackDev& st, int layer, int pos, int n_chunks,
+                                int max_chunks, const MegaScratch& sc, const Smem& sm) {
+    const LayerDev& L = st.layers[layer];
+    const int hd = st.head_dim, q_dim = st.q_dim(), kv_dim = st.kv_dim(), group = st.n_head / st.n_kv_head;
+    const int n_items = st.n_head * n_chunks, npos = pos + 1, half = hd >> 1;
+    const float scale = 1.0f / sqrtf(float(hd));
+    const float* cs = st.rope_cos + size_t(pos) * half;
+    const float* sn = st.rope_sin + size_t(pos) * half;
+    float* kc = st.k_cache + size_t(layer) * st.capacity * kv_dim;
+    float* vc = st.v_cache + size_t(layer) * st.capacity * kv_dim;
+    for (int item = g.cta; item < n_items; item += g.n_cta) {
+        const int h = item / n_chunks, c = item - h * n_chunks, kvh = h / group;
+        const int j0 = int((long long)npos * c / n_chunks), j1 = int((long long)npos * (c + 1) / n_chunks);
+        const bool has_new = j1 == npos;
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            sm.att_q[d] = __ldcg(sc.qkv + h * hd + d);
+            if (has_new) {
+                sm.att_k[d] = __ldcg(sc.qkv + q_dim + kvh * hd + d);
+                sm.att_v[d] = __ldcg(sc.qkv + q_dim + kv_dim + kvh * hd + d);
+            }
+        }
+        __syncthreads();
+        const int warp = threadIdx.x >> 5;
+        if (warp == 0) norm_rope_warp(sm.att_q, L.q_norm, hd, st.eps, cs, sn);
+        if (warp == 1 && has_new) norm_rope_warp(sm.att_k, L.k_norm, hd, st.eps, cs, sn);
+        __syncthreads();
+        if (has_new && h % group == 0) {
+            for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+                kc[size_t(pos) * kv_dim + kvh * hd + d] = sm.att_k[d];
+                vc[size_t(pos) * kv_dim + kvh * hd + d] = sm.att_v[d];
+            }
+        }
+        attend_block(sm.att_q, hd, scale, kc + kvh * hd, vc + kvh * hd, kv_dim, j0, j1, pos, sm.att_k, sm.att_v,
+                     sm.att_w, sc.part + size_t(h * max_chunks + c) * (2 + hd));
+    }
+}
+
+// [combine partials + O-proj + residual]: h[r] = (layer 0 ? x0 : h)[r] + Wo[r] · attn.
+__device__ void phase_oproj(const Grid& g, const StackDev& st, const LayerDev& L, VecIn residual_in,
+                            int n_chunks, int max_chunks, const MegaScratch& sc, const Smem& sm) {
+    const int hd = st.head_dim, q_dim = st.q_dim(), E = st.n_embd;
+    for (int idx = threadIdx.x; idx < q_dim; idx += blockDim.x) {
+        const int h = idx / hd, d = idx - h * hd;
+        const float* ph = sc.part + size_t(h) * max_chunks * (2 + hd);
+        float M = -INFINITY;
+        for (int c = 0; c < n_chunks; ++c) M = fmaxf(M, __ldcg(ph + c * (2 + hd)));
+        float Lsum = 0.0f, a = 0.0f;
+        for (int c = 0; c < n_chunks; ++c) {
+            const float mc = __ldcg(ph + c * (2 + hd));
+            const float w = mc == -INFINITY ? 0.0f : expf(mc - M);
+            Lsum = fmaf(__ldcg(ph + c * (2 + hd) + 1), w, Lsum);
+            a = fmaf(__ldcg(ph + c * (2 + hd) + 2 + d), w, a);
+        }
+        sm.xs[perm_index(idx, q_dim)] = a / Lsum;
+    }
+    __syncthreads();
+    int r0, r1;
+    cta_rows(E, g.cta, g.n_cta, r0, r1);
+    if (r1 <= r0) return;
+    cta_matvec([&](int i) { return L.wo + size_t(r0 + i) * q_dim; }, r1 - r0, q_dim, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < r1 - r0; i += blockDim.x)
+        __stcg(sc.h + r0 + i, __fadd_rn(residual_in(r0 + i), sm.res[i]));
+}
+
+// [norm + gate/up + SiLU·up]: act[r] for this CTA's rows of [F].
+__device__ void phase_gateup(const Grid& g, const StackDev& st, const LayerDev& L, const MegaScratch& sc,
+                             const Smem& sm) {
+    const int E = st.n_embd, F = st.n_ff;
+    norm_to_perm(VecIn{sc.h, nullptr}, L.post_norm, E, st.eps, sm.xs, sm.red);
+    int r0, r1;
+    cta_rows(F, g.cta, g.n_cta, r0, r1);
+    const int n = r1 - r0;
+    if (n <= 0) return;
+    cta_matvec([&](int i) { return (i < n ? L.w_gate + size_t(r0 + i) * E : L.w_up + size_t(r0 + i - n) * E); },
+               2 * n, E, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float gt = sm.res[i], up = sm.res[n + i];
+        __stcg(sc.act + r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up));
+    }
+}
+
+// [down + residual]: h[r] += Wdown[r] · act.
+__device__ void phase_down(const Grid& g, const StackDev& st, const LayerDev& L, const MegaScratch& sc,
+                           const Smem& sm) {
+    const int E = st.n_embd, F = st.n_ff;
+    load_to_perm(VecIn{sc.act, nullptr}, F, sm.xs);
+    int r0, r1;
+    cta_rows(E, g.cta, g.n_cta, r0, r1);
+    if (r1 <= r0) return;
+    cta_matvec([&](int i) { return L.w_down + size_t(r0 + i) * F; }, r1 - r0, F, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < r1 - r0; i += blockDim.x)
+        __stcg(sc.h + r0 + i, __fadd_rn(__ldcg(sc.h + r0 + i), sm.res[i]));
+}
+
+// [final norm + head]: out[r] = head[r] · norm(h) for this CTA's rows; CTA 0 also stores the normed hidden.
+__device__ void phase_head(const Grid& g, const StackDev& st, const uint16_t* head, int vocab, float* out,
+                           float* hidden_out, const MegaScratch& sc, const Smem& sm) {
+    const int E = st.n_embd;
+    norm_to_perm(VecIn{sc.h, nullptr}, st.final_norm, E, st.eps, sm.xs, sm.red, g.cta == 0 ? hidden_out : nullptr);
+    int r0, r1;
+    cta_rows(vocab, g.cta, g.n_cta, r0, r1);
+    if (r1 <= r0) return;
+    cta_matvec([&](int i) { return head + size_t(r0 + i) * E; }, r1 - r0, E, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < r1 - r0; i += blockDim.x) __stcg(out + r0 + i, sm.res[i]);
+}
+
+// Runs every layer for one position. Returns false when a barrier failed (the caller must return).
+// `after_last` is prefetched (this CTA's share of rows) while the last layer's down projection runs.
+__device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n_chunks, int max_chunks,
+                           const MegaScratch& sc, const Smem& sm, int prefetch, const uint16_t* after_last,
+                           int after_rows, int after_k) {
+    const int E = st.n_embd, F = st.n_ff, q_dim = st.q_dim(), R_qkv = q_dim + 2 * st.kv_dim();
+    for (int l = 0; l < st.n_layer; ++l) {
+        const LayerDev& L = st.layers[l];
+        if (prefetch) prefetch_rows(L.wo, E, q_dim, g.cta, g.n_cta);
+        phase_qkv(g, st, L, l == 0 ? x0 : VecIn{sc.h, nullptr}, sc, sm);
+        if (!g.barrier()) return false;
+        phase_attention(g, st, l, pos, n_chunks, max_chunks, sc, sm);
+        if (!g.barrier()) return false;
+        if (prefetch) {
+            prefetch_rows(L.w_gate, F, E, g.cta, g.n_cta);
+            prefetch_rows(L.w_up, F, E, g.cta, g.n_cta);
+        }
+        phase_oproj(g, st, L, l == 0 ? x0 : VecIn{sc.h, nullptr}, n_chunks, max_chunks, sc, sm);
+        if (!g.barrier()) return false;
+        if (prefetch) prefetch_rows(L.w_down, E, F, g.cta, g.n_cta);
+        phase_gateup(g, st, L, sc, sm);
+        if (!g.barrier()) return false;
+        if (prefetch) {
+            if (l + 1 < st.n_layer)
+                prefetch_rows(st.layers[l + 1].wqkv, R_qkv, E, g.cta, g.n_cta);
+            else if (after_last)
+                prefetch_rows(after_last, after_rows, after_k, g.cta, g.n_cta);
+        }
+        phase_down(g, st, L, sc, sm);
+        if (!g.barrier()) return false;
+    }
+    return true;
+}
+
+__device__ Grid make_grid(const GridSync& sync, int* fail_flag) {
+    Grid g;
+    g.sync = sync;
+    g.cta = blockIdx.x;
+    g.n_cta = gridDim.x;
+    g.epoch = *(volatile unsigned*)sync.epoch;
+    g.fail = fail_flag;
+    return g;
+}
+
+__global__ void __launch_bounds__(kMegaThreads, 1)
+    talker_step_kernel(const __grid_constant__ TalkerStepArgs a, int max_chunks, int prefetch) {
+    extern __shared__ __align__(16) char smem_raw[];
+    __shared__ int fail_flag;
+    const StackDev& st = a.stack;
+    const SmemPlan plan = make_smem_plan(max_k_of(st, st.n_embd), rows_max_of(st, a.vocab, st.n_embd, gridDim.x),
+                                         st.head_dim, 0, 0);
+    const Smem sm = carve(smem_raw, plan);
+    Grid g = make_grid(a.sync, &fail_flag);
+    if (!run_layers(g, st, VecIn{a.x0, nullptr}, a.pos, a.n_chunks, max_chunks, a.s, sm, prefetch, a.head, a.vocab,
+                    st.n_embd))
+        return;
+    phase_head(g, st, a.head, a.vocab, a.logits_out, a.hidden_out, a.s, sm);
+    g.finish();
+}
+
+// ---- on-device sampling (every CTA computes the same token; same rules as core/sampler.cpp) ----
+
+__device__ __forceinline__ unsigned long long splitmix64(unsigned long long x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+__device__ __forceinline__ double counter_uniform(unsigned long long seed, unsigned long long stream,
+                                                  unsigned long long counter) {
+    const unsigned long long bits = splitmix64(splitmix64(splitmix64(seed) ^ stream) ^ counter);
+    return double(bits >> 11) * 0x1.0p-53;
+}
+
+__device__ __forceinline__ unsigned order_key(float f) {
+    const unsigned b = __float_as_uint(f);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+__device__ __forceinline__ float key_value(unsigned k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// Exclusive prefix sum over the block (thread order); *total gets the sum. wsum: shared [kWarps].
+__device__ int block_exclusive_scan(int v, int* wsum, int* total) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int x = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int y = __shfl_up_sync(kFull, x, o);
+        if (lane >= o) x += y;
+    }
+    if (lane == 31) wsum[warp] = x;
+    __syncthreads();
+    int off = 0, tot = 0;
+    for (int w = 0; w < kWarps; ++w) {
+        const int s = wsum[w];
+        if (w < warp) off += s;
+        tot += s;
+    }
+    __syncthreads();
+    *total = tot;
+    return off + x - v;
+}
+
+// Lowest index of the maximum (torch.argmax / core argmax).
+__device__ int block_argmax(const float* v, int n, float* red, int* ired) {
+    float bv = -INFINITY;
+    int bi = n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        if (v[i] > bv || (bi == n && v[i] == bv)) bv = v[i], bi = i;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(kFull, bv, o);
+        const int oi = __shfl_xor_sync(kFull, bi, o);
+        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+    }
+    const int warp = threadIdx.x >> 5;
+    if ((threadIdx.x & 31) == 0) red[warp] = bv, ired[warp] = bi;
+    __syncthreads();
+    float rv = red[0];
+    int ri = ired[0];
+    for (int w = 1; w < kWarps; ++w)
+        if (red[w] > rv || (red[w] == rv && ired[w] < ri)) rv = red[w], ri = ired[w];
+    __syncthreads();
+    return ri >= n ? 0 : ri;
+}
+
+// The k-th largest value (with multiplicity) of v[0, n): bitwise search over order-preserving keys.
+__device__ float block_kth_largest(const float* v, int n, int k, int* ired) {
+    unsigned prefix = 0;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int b = 31; b >= 0; --b) {
+        const unsigned cand = prefix | (1u << b);
+        int cnt = 0;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) cnt += order_key(v[i]) >= cand;
+        cnt = __reduce_add_sync(kFull, cnt);
+        int* buf = ired + (b & 1) * kWarps;
+        if (lane == 0) buf[warp] = cnt;
+        __syncthreads();
+        int tot = 0;
+        for (int w = 0; w < kWarps; ++w) tot += buf[w];
+        if (tot >= k) prefix = cand;
+    }
+    __syncthreads();
+    return key_value(prefix);
+}
+
+// sample_token of core/sampler.cpp on lg (shared, modified): temperature → top-k → top-p → inverse CDF draw.
+__device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u) {
+    float* lg = sm.lg;
+    if (!s.do_sample) return block_argmax(lg, n, sm.red, sm.ired);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) lg[i] = lg[i] / s.temperature;
+    __syncthreads();
+    if (s.top_k > 0 && s.top_k < n) {
+        const float kth = block_kth_largest(lg, n, s.top_k, sm.ired);
+        for (int i = threadIdx.x; i < n; i += blockDim.x)
+            if (lg[i] < kth) lg[i] = -INFINITY;
+        __syncthreads();
+    }
+    const int per = (n + blockDim.x - 1) / blockDim.x, i0 = threadIdx.x * per, i1 = min(n, i0 + per);
+    int* total_s = sm.ired + 2 * kWarps;  // [0]: count, [2..3]: result
+    if (s.top_p < 1.0f) {
+        // HF TopP: ascending stable order of the finite logits; drop while cumulative prob <= 1 - top_p.
+        const float mx = block_max([&] {
+            float m = -INFINITY;
+            for (int i = threadIdx.x; i < n; i += blockDim.x) m = fmaxf(m, lg[i]);
+            return m;
+        }(), sm.red);
+        int cnt = 0;
+        for (int i = i0; i < i1; ++i) cnt += lg[i] != -INFINITY;
+        int m = 0;
+        int off = block_exclusive_scan(cnt, sm.ired, &m);
+        for (int i = i0; i < i1; ++i)
+            if (lg[i] != -INFINITY) sm.cidx[off] = i, sm.cval[off] = lg[i], ++off;
+        __syncthreads();
+        for (int r = threadIdx.x; r < m; r += blockDim.x) {
+            const float v = sm.cval[r];
+            const int idx = sm.cidx[r];
+            int rank = 0;
+            for (int q = 0; q < m; ++q) rank += sm.cval[q] < v || (sm.cval[q] == v && sm.cidx[q] < idx);
+            sm.sorted[rank] = r;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0 && m > 0) {
+            double total = 0.0;
+            for (int r = 0; r < m; ++r) total += double(expf(sm.cval[r] - mx));
+            double cum = 0.0;
+            for (int r = 0; r + 1 < m; ++r) {
+                const int q = sm.sorted[r];
+                cum += double(expf(sm.cval[q] - mx)) / total;
+                if (cum <= 1.0 - double(s.top_p)) lg[sm.cidx[q]] = -INFINITY;
+            }
+        }
+        __syncthreads();
+    }
+    float mloc = -INFINITY;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) mloc = fmaxf(mloc, lg[i]);
+    const float mx = block_max(mloc, sm.red);
+    if (mx == -INFINITY) return 0;
+    int cnt = 0;
+    for (int i = i0; i < i1; ++i) cnt += exp(double(lg[i] - mx)) > 0.0;
+    int m = 0;
+    int off = block_exclusive_scan(cnt, sm.ired, &m);
+    for (int i = i0; i < i1; ++i) {
+        const double p = exp(double(lg[i] - mx));
+        if (p > 0.0) sm.cidx[off] = i, sm.cp[off] = p, ++off;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int r = 0; r < m; ++r) total += sm.cp[r];
+        const double target = u * total;
+        double cum = 0.0;
+        int pick = m > 0 ? sm.cidx[m - 1] : 0;
+        for (int r = 0; r < m; ++r) {
+            cum += sm.cp[r];
+            if (target < cum) {
+                pick = sm.cidx[r];
+                break;
+            }
+        }
+        total_s[2] = pick;
+    }
+    __syncthreads();
+    const int pick = total_s[2];
+    __syncthreads();
+    return pick;
+}
+
+// [mtp projection] (1.7B): xproj[r] = W[r] · x + b[r] for this CTA's rows.
+__device__ void phase_project(const Grid& g, const PredictorFrameArgs& a, VecIn x, const Smem& sm) {
+    const int E = a.stack.n_embd, K = a.in_dim;
+    load_to_perm(x, K, sm.xs);
+    int r0, r1;
+    cta_rows(E, g.cta, g.n_cta, r0, r1);
+    if (r1 <= r0) return;
+    cta_matvec([&](int i) { return a.mtp_w + size_t(r0 + i) * K; }, r1 - r0, K, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < r1 - r0; i += blockDim.x) __stcg(a.s.xproj + r0 + i, sm.res[i] + a.mtp_b[r0 + i]);
+}
+
+__global__ void __launch_bounds__(kMegaThreads, 1)
+    predictor_frame_kernel(const __grid_constant__ PredictorFrameArgs a, int max_chunks, int prefetch) {
+    extern __shared__ __align__(16) char smem_raw[];
+    __shared__ int fail_flag;
+    const StackDev& st = a.stack;
+    const int E = st.n_embd, G = a.n_groups, V = a.vocab, R_qkv = st.q_dim() + 2 * st.kv_dim();
+    const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max_of(st, V, a.in_dim, gridDim.x),
+                                         st.head_dim, V, G);
+    const Smem sm = carve(smem_raw, plan);
+    Grid g = make_grid(a.sync, &fail_flag);
+    if (threadIdx.x == 0) sm.codes[0] = a.code0;
+    __syncthreads();
+    for (int t = 0; t < G; ++t) {
+        // Position t's input: the talker hidden, then codebook t-1 embedded (codebook 0 with the talker table).
+        VecIn x = t == 0   ? VecIn{a.talker_hidden, nullptr}
+                  : t == 1 ? VecIn{nullptr, a.emb0 + size_t(sm.codes[0]) * a.in_dim}
+                           : VecIn{nullptr, a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
+        if (a.mtp_w) {
+            phase_project(g, a, x, sm);
+            QTTS_GRID_BARRIER(g);
+            x = VecIn{a.s.xproj, nullptr};
+        }
+        const uint16_t* head = t >= 1 ? a.heads + size_t(t - 1) * V * E : nullptr;
+        const uint16_t* next = head ? head : (a.mtp_w ? a.mtp_w : st.layers[0].wqkv);
+        const int next_rows = head ? V : (a.mtp_w ? E : R_qkv);
+        const int next_k = head ? E : (a.mtp_w ? a.in_dim : E);
+        if (!run_layers(g, st, x, t, 1, max_chunks, a.s, sm, prefetch, next, next_rows, next_k)) return;
+        if (t == 0) continue;
+        if (prefetch && t + 1 < G) {
+            if (a.mtp_w)
+                prefetch_rows(a.mtp_w, E, a.in_dim, g.cta, g.n_cta);
+            else
+                prefetch_rows(st.layers[0].wqkv, R_qkv, E, g.cta, g.n_cta);
+        }
+        phase_head(g, st, head, V, a.s.logits, nullptr, a.s, sm);
+        QTTS_GRID_BARRIER(g);
+        for (int i = threadIdx.x; i < V; i += blockDim.x) sm.lg[i] = __ldcg(a.s.logits + i);
+        __syncthreads();
+        if (threadIdx.x == 0 && a.sampler.repetition_penalty != 1.0f) {
+            // HF repetition penalty over the distinct codes this frame generated so far (codebooks 1 .. t-1).
+            for (int j = 1; j < t; ++j) {
+                const int id = sm.codes[j];
+                bool seen = false;
+                for (int q = 1; q < j; ++q) seen |= sm.codes[q] == id;
+                if (seen || id < 0 || id >= V) continue;
+                const float l = sm.lg[id];
+                sm.lg[id] = l < 0.0f ? l * a.sampler.repetition_penalty : l / a.sampler.repetition_penalty;
+            }
+        }
+        __syncthreads();
+        const double u = counter_uniform(a.sampler.seed, 1ull + unsigned(t), a.sampler.frame);
+        const int code = block_sample(sm, V, a.sampler, u);
+        if (threadIdx.x == 0) sm.codes[t] = code;
+        __syncthreads();
+    }
+    if (g.cta == 0)
+        for (int k = threadIdx.x; k < G; k += blockDim.x) a.codes_out[k] = sm.codes[k];
+    g.finish();
+}
+
+template <class Kernel>
+MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, int vocab_sample, int n_groups,
+                     int max_chunks) {
+    int device = 0;
+    QTTS_CUDA_CHECK(cudaGetDevice(&device));
+    cudaDeviceProp prop{};
+    QTTS_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    if (!prop.cooperativeLaunch) throw_gpu_error("this GPU does not support cooperative launches");
+    MegaLaunch m;
+    m.max_chunks = max_chunks;
+    m.n_cta = prop.multiProcessorCount;
+    const SmemPlan plan = make_smem_plan(max_k_of(st, in_dim), rows_max_of(st, vocab, in_dim, m.n_cta),
+                                         st.head_dim, vocab_sample, n_groups);
+    m.smem = size_t(plan.total);
+    if (m.smem > prop.sharedMemPerBlockOptin) throw_gpu_error("decode megakernel needs more shared memory than this GPU has");
+    QTTS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(m.smem)));
+    int per_sm = 0;
+    QTTS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMegaThreads, m.smem));
+    if (per_sm < 1) throw_gpu_error("decode megakernel cannot be resident on this GPU (registers/shared memory)");
+    return m;
+}
+
+}  // namespace
+
+MegaLaunch plan_talker_launch(const StackDev& st, int vocab, int max_chunks) {
+    return plan_grid(talker_step_kernel, st, vocab, st.n_embd, 0, 0, max_chunks);
+}
+
+MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int in_dim, int n_groups, int max_chunks) {
+    return plan_grid(predictor_frame_kernel, st, vocab, in_dim, vocab, n_groups, max_chunks);
+}
+
+void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream) {
+    int max_chunks = grid.max_chunks, prefetch = grid.prefetch;
+    void* params[] = {const_cast<TalkerStepArgs*>(&args), &max_chunks, &prefetch};
+    QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(talker_step_kernel), dim3(grid.n_cta),
+                                                dim3(kMegaThreads), params, grid.smem, stream));
+}
+
+void launch_predictor_frame(const PredictorFrameArgs& args, const MegaLaunch& grid, cudaStream_t stream) {
+    int max_chunks = grid.max_chunks, prefetch = grid.prefetch;
+    void* params[] = {const_cast<PredictorFrameArgs*>(&args), &max_chunks, &prefetch};
+    QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(predictor_frame_kernel),
+                                                dim3(grid.n_cta), dim3(kMegaThreads), params, grid.smem, stream));
+}
+
+}  // namespace qtts::cuda

@@ -1,0 +1,271 @@
+// Device building blocks shared by the decode megakernels and the prefill kernels: bf16 weight loads, warp
+// and block reductions (fixed order, so every CTA computes bit-identical values from identical inputs),
+// the CTA-local matvec over a contiguous row range, per-head RMSNorm + RoPE, and block-wide attention of one
+// query over a key range with an online softmax. Include only from .cu files.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "cuda/stack_kernels.h"
+
+namespace qtts::cuda::dev {
+
+constexpr int kWarps = kMegaThreads / 32;
+constexpr int kUnroll = 8;                 // 16-byte weight loads per lane in flight per matvec task
+constexpr int kDimsPerLane = kMaxHeadDim / 32;
+constexpr unsigned kFull = 0xffffffffu;
+
+__device__ __forceinline__ float bf16_lo(uint32_t v) { return __uint_as_float(v << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t v) { return __uint_as_float(v & 0xffff0000u); }
+__device__ __forceinline__ float bf16_at(const uint16_t* p, int i) { return __uint_as_float(uint32_t(p[i]) << 16); }
+
+// Weights never change during a launch: read-only path, no L1 allocation (each byte is used once per step).
+__device__ __forceinline__ uint4 ld_weight(const uint4* p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+// Eight bf16 weights times eight fp32 activations (xa: elements 0..3, xb: 4..7), accumulated into acc.
+__device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b, float acc) {
+    acc = fmaf(bf16_lo(w.x), a.x, acc);
+    acc = fmaf(bf16_hi(w.x), a.y, acc);
+    acc = fmaf(bf16_lo(w.y), a.z, acc);
+    acc = fmaf(bf16_hi(w.y), a.w, acc);
+    acc = fmaf(bf16_lo(w.z), b.x, acc);
+    acc = fmaf(bf16_hi(w.z), b.y, acc);
+    acc = fmaf(bf16_lo(w.w), b.z, acc);
+    acc = fmaf(bf16_hi(w.w), b.w, acc);
+    return acc;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, o));
+    return v;
+}
+
+// Sum over the block; every thread gets the same value (warp partials summed in warp order). red: [kWarps].
+__device__ __forceinline__ float block_sum(float v, float* red) {
+    v = warp_sum(v);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float r = 0.0f;
+    for (int w = 0; w < kWarps; ++w) r += red[w];
+    __syncthreads();
+    return r;
+}
+__device__ __forceinline__ float block_max(float v, float* red) {
+    v = warp_max(v);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float r = red[0];
+    for (int w = 1; w < kWarps; ++w) r = fmaxf(r, red[w]);
+    __syncthreads();
+    return r;
+}
+
+// Activation vectors in shared memory are stored permuted so that lane-consecutive 16-byte weight chunks
+// read conflict-free float4s: xa[c] = x[8c .. 8c+3] at [0, K/2), xb[c] = x[8c+4 .. 8c+7] at [K/2, K).
+__device__ __forceinline__ int perm_index(int i, int K) {
+    const int c = i >> 3, r = i & 7;
+    return r < 4 ? c * 4 + r : (K >> 1) + c * 4 + (r - 4);
+}
+
+// A vector input that is either fp32 (written in this or an earlier launch: read through L2) or bf16.
+struct VecIn {
+    const float* f = nullptr;
+    const uint16_t* b = nullptr;
+    __device__ __forceinline__ float operator()(int i) const { return f ? __ldcg(f + i) : bf16_at(b, i); }
+};
+
+// xs (permuted) = w ⊙ x / sqrt(mean(x²) + eps); optionally also the natural-order result into `out`.
+__device__ __forceinline__ void norm_to_perm(VecIn in, const float* w, int E, float eps, float* xs, float* red,
+                                             float* out = nullptr) {
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < E; i += blockDim.x) {
+        const float v = in(i);
+        ss = fmaf(v, v, ss);
+    }
+    ss = block_sum(ss, red);
+    const float inv = 1.0f / sqrtf(ss / float(E) + eps);
+    for (int i = threadIdx.x; i < E; i += blockDim.x) {
+        const float y = w[i] * (in(i) * inv);
+        xs[perm_index(i, E)] = y;
+        if (out) out[i] = y;
+    }
+    __syncthreads();
+}
+
+__device__ __forceinline__ void load_to_perm(VecIn in, int K, float* xs) {
+    for (int i = threadIdx.x; i < K; i += blockDim.x) xs[perm_index(i, K)] = in(i);
+    __syncthreads();
+}
+
+// Splits each row into s ∈ {1, 2, 4} segments so that n·s warp tasks balance over kWarps warps.
+__device__ __forceinline__ int matvec_split(int n, int cpr) {
+    int best_s = 1;
+    long long best = 1ll << 60;
+    for (int s = 1; s <= 4; s *= 2) {
+        if (s > 1 && cpr / s < 16) break;
+        const long long cost = (long long)((n * s + kWarps - 1) / kWarps) * ((cpr + s - 1) / s);
+        if (cost < best) best = cost, best_s = s;
+    }
+    return best_s;
+}
+
+// res[i] = row_ptr(i) · x for i in [0, n): rows of K bf16 (K % 8 == 0), x permuted in shared memory.
+// part: [n * 4] scratch. Deterministic: fixed task → warp mapping, segment partials summed in order.
+template <class RowPtr>
+__device__ __forceinline__ void cta_matvec(RowPtr row_ptr, int n, int K, const float* xs, float* part, float* res) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int cpr = K >> 3;
+    const float4* xa = reinterpret_cast<const float4*>(xs);
+    const float4* xb = xa + cpr;
+    const int s = matvec_split(n, cpr);
+    const int tasks = n * s;
+    for (int t = warp; t < tasks; t += kWarps) {
+        const int row = t / s, seg = t - row * s;
+        const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
+        const uint4* w = reinterpret_cast<const uint4*>(row_ptr(row));
+        float acc = 0.0f;
+        for (int cb = c0; cb < c1; cb += 32 * kUnroll) {
+            uint4 wv[kUnroll];
+#pragma unroll
+            for (int u = 0; u < kUnroll; ++u) {
+                const int c = cb + u * 32 + lane;
+                wv[u] = c < c1 ? ld_weight(w + c) : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int u = 0; u < kUnroll; ++u) {
+                const int c = cb + u * 32 + lane;
+                if (c < c1) acc = dot8(wv[u], xa[c], xb[c], acc);
+            }
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) part[t] = acc;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float r = 0.0f;
+        for (int g = 0; g < s; ++g) r += part[i * s + g];
+        res[i] = r;
+    }
+    __syncthreads();
+}
+
+// This CTA's contiguous share [r0, r1) of R rows.
+__device__ __forceinline__ void cta_rows(int R, int cta, int n_cta, int& r0, int& r1) {
+    r0 = int((long long)R * cta / n_cta);
+    r1 = int((long long)R * (cta + 1) / n_cta);
+}
+
+// Asks the copy engine to pull [p, p + bytes) into L2 without waiting (sm_90; a no-op before Hopper).
+__device__ __forceinline__ void prefetch_l2(const void* p, size_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    constexpr size_t kPiece = 32768;
+    const char* c = static_cast<const char*>(p);
+    const size_t pieces = (bytes + kPiece - 1) / kPiece;
+    for (size_t i = threadIdx.x; i < pieces; i += blockDim.x) {
+        const size_t off = i * kPiece;
+        const uint32_t sz = uint32_t(min(kPiece, bytes - off)) & ~15u;
+        if (sz) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(c + off), "r"(sz) : "memory");
+    }
+#else
+    (void)p, (void)bytes;
+#endif
+}
+__device__ __forceinline__ void prefetch_rows(const uint16_t* w, int R, int K, int cta, int n_cta) {
+    int r0, r1;
+    cta_rows(R, cta, n_cta, r0, r1);
+    if (r1 > r0) prefetch_l2(w + size_t(r0) * K, size_t(r1 - r0) * K * 2);
+}
+
+// One warp: v (shared, [hd]) = RoPE(w ⊙ v / rms(v)) with the fp32 cos/sin rows of its position.
+__device__ __forceinline__ void norm_rope_warp(float* v, const float* w, int hd, float eps, const float* cs,
+                                               const float* sn) {
+    const int lane = threadIdx.x & 31;
+    float ss = 0.0f;
+    for (int d = lane; d < hd; d += 32) ss = fmaf(v[d], v[d], ss);
+    ss = warp_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(hd) + eps);
+    for (int d = lane; d < hd; d += 32) v[d] = w[d] * (v[d] * inv);
+    __syncwarp();
+    const int half = hd >> 1;
+    for (int j = lane; j < half; j += 32) {
+        const float x1 = v[j], x2 = v[j + half], c = cs[j], s = sn[j];
+        v[j] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+        v[j + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    }
+    __syncwarp();
+}
+
+// Block-wide attention of one query q (shared, [hd]) over keys [j0, j1) at rows kbase + j * stride (fp32),
+// except key `jnew` which is read from knew / vnew (shared). Writes (max, sum, acc[hd]) unnormalized to out.
+// wbuf: shared [kWarps][2 + hd]. All threads must call it.
+__device__ __forceinline__ void attend_block(const float* q, int hd, float scale, const float* kbase,
+                                             const float* vbase, int stride, int j0, int j1, int jnew,
+                                             const float* knew, const float* vnew, float* wbuf, float* out) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float qr[kDimsPerLane], acc[kDimsPerLane];
+#pragma unroll
+    for (int i = 0; i < kDimsPerLane; ++i) {
+        const int d = lane + 32 * i;
+        qr[i] = d < hd ? q[d] : 0.0f;
+        acc[i] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int j = j0 + warp; j < j1; j += kWarps) {
+        const float* kr = j == jnew ? knew : kbase + size_t(j) * stride;
+        const float* vr = j == jnew ? vnew : vbase + size_t(j) * stride;
+        float sc = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kDimsPerLane; ++i) {
+            const int d = lane + 32 * i;
+            if (d < hd) sc = fmaf(qr[i], kr[d], sc);
+        }
+        sc = warp_sum(sc) * scale;
+        const float mn = fmaxf(m, sc);
+        const float corr = expf(m - mn), p = expf(sc - mn);
+        l = l * corr + p;
+#pragma unroll
+        for (int i = 0; i < kDimsPerLane; ++i) {
+            const int d = lane + 32 * i;
+            if (d < hd) acc[i] = fmaf(p, vr[d], acc[i] * corr);
+        }
+        m = mn;
+    }
+    float* wb = wbuf + warp * (2 + hd);
+    if (lane == 0) wb[0] = m, wb[1] = l;
+#pragma unroll
+    for (int i = 0; i < kDimsPerLane; ++i) {
+        const int d = lane + 32 * i;
+        if (d < hd) wb[2 + d] = acc[i];
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float M = -INFINITY;
+        for (int w = 0; w < kWarps; ++w) M = fmaxf(M, wbuf[w * (2 + hd)]);
+        float L = 0.0f, a = 0.0f;
+        for (int w = 0; w < kWarps; ++w) {
+            const float mw = wbuf[w * (2 + hd)];
+            const float g = mw == -INFINITY ? 0.0f : expf(mw - M);
+            L = fmaf(wbuf[w * (2 + hd) + 1], g, L);
+            a = fmaf(wbuf[w * (2 + hd) + 2 + d], g, a);
+        }
+        if (d == 0) out[0] = M, out[1] = L;
+        out[2 + d] = a;
+    }
+    __syncthreads();
+}
+
+}  // namespace qtts::cuda::dev

@@ -1,0 +1,139 @@
+// Plain structs handed to the decoder-stack kernels (decode megakernels in decode_megakernel.cu, batched
+// prefill in prefill_kernels.cu) and their launchers. Weights are bf16 bit patterns (uint16_t), norms,
+// activations and the KV cache fp32. Dimensions come from the config at run time. No core/ headers here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace qtts::cuda {
+
+#ifdef __CUDACC__
+#define QTTS_HD __host__ __device__
+#else
+#define QTTS_HD
+#endif
+
+constexpr int kMegaThreads = 512;  // threads per CTA of the persistent kernels (16 warps)
+constexpr int kMaxHeadDim = 256;   // attention keeps head_dim / 32 values per lane in registers
+
+struct LayerDev {
+    const float* input_norm;  // [E]
+    const float* post_norm;   // [E]
+    const float* q_norm;      // [hd]
+    const float* k_norm;      // [hd]
+    const uint16_t* wqkv;     // [q_dim + 2 kv_dim, E]: q rows, then k rows, then v rows
+    const uint16_t* wo;       // [E, q_dim]
+    const uint16_t* w_gate;   // [F, E]
+    const uint16_t* w_up;     // [F, E]
+    const uint16_t* w_down;   // [E, F]
+};
+
+struct StackDev {
+    int n_layer = 0, n_embd = 0, n_ff = 0, n_head = 0, n_kv_head = 0, head_dim = 0;
+    float eps = 1e-6f;
+    const LayerDev* layers = nullptr;  // device array [n_layer]
+    const float* final_norm = nullptr; // [E]
+    float* k_cache = nullptr;          // [n_layer][capacity][kv_dim] post-norm, post-RoPE keys
+    float* v_cache = nullptr;          // [n_layer][capacity][kv_dim] raw values
+    int capacity = 0;                  // positions the cache and the RoPE tables hold
+    const float* rope_cos = nullptr;   // [capacity][hd / 2]
+    const float* rope_sin = nullptr;   // [capacity][hd / 2]
+
+    QTTS_HD int q_dim() const { return n_head * head_dim; }
+    QTTS_HD int kv_dim() const { return n_kv_head * head_dim; }
+};
+
+// Single-position scratch of one backend instance (fp32, device).
+struct MegaScratch {
+    float* h = nullptr;       // [E] residual stream
+    float* qkv = nullptr;     // [q_dim + 2 kv_dim]
+    float* part = nullptr;    // [n_head][max_chunks][2 + hd] attention partials (max, sum, acc)
+    float* act = nullptr;     // [F] SwiGLU output
+    float* logits = nullptr;  // [vocab] (predictor: per-codebook logits read back by every CTA)
+    float* xproj = nullptr;   // [E] small_to_mtp_projection output (1.7B predictor)
+};
+
+// Grid-barrier state owned by one backend instance; never reset between launches (monotonic epochs).
+struct GridSync {
+    unsigned* counter = nullptr;  // arrivals so far (mod 2^32)
+    unsigned* epoch = nullptr;    // barriers completed by all previous launches
+    int* error = nullptr;         // 1 after a watchdog timeout: the instance is unusable
+    unsigned long long timeout_ns = 2'000'000'000ull;
+};
+
+struct MegaLaunch {
+    int n_cta = 0;           // co-resident CTAs (cooperative launch)
+    size_t smem = 0;         // dynamic shared memory per CTA
+    int max_chunks = 4;      // attention split of one head over the context
+    int prefetch = 1;        // L2-prefetch each CTA's next weight slice one phase ahead (sm_90)
+};
+
+struct TalkerStepArgs {
+    StackDev stack;
+    MegaScratch s;
+    GridSync sync;
+    const float* x0 = nullptr;        // [E] input embedding of the new position
+    int pos = 0;                      // its absolute position (= KV slot)
+    int n_chunks = 1;                 // attention chunks per head (<= max_chunks)
+    const uint16_t* head = nullptr;   // [vocab, E] codec_head
+    int vocab = 0;
+    float* hidden_out = nullptr;      // [E] final-normed hidden
+    float* logits_out = nullptr;      // [vocab]
+};
+
+struct DevSampler {
+    int do_sample = 0;
+    float temperature = 1.0f;
+    int top_k = 0;
+    float top_p = 1.0f;
+    float repetition_penalty = 1.0f;
+    unsigned long long seed = 0;
+    unsigned long long frame = 0;
+};
+
+struct PredictorFrameArgs {
+    StackDev stack;
+    MegaScratch s;
+    GridSync sync;
+    const float* talker_hidden = nullptr;  // [in_dim]
+    const uint16_t* emb0 = nullptr;        // [vocab0, in_dim] talker codec_embedding (embeds codebook 0)
+    const uint16_t* emb = nullptr;         // [G-1][vocab, in_dim] predictor tables (codebooks 1 .. G-1)
+    const uint16_t* heads = nullptr;       // [G-1][vocab, E] lm_head[k-1] predicts codebook k
+    const uint16_t* mtp_w = nullptr;       // [E, in_dim] or null (identity)
+    const float* mtp_b = nullptr;          // [E]
+    int in_dim = 0, vocab = 0, n_groups = 0, code0 = 0;
+    DevSampler sampler;
+    int* codes_out = nullptr;              // [G]
+};
+
+// Grid and shared memory for the persistent kernels on the current device.
+MegaLaunch plan_talker_launch(const StackDev& stack, int vocab, int max_chunks);
+MegaLaunch plan_predictor_launch(const StackDev& stack, int vocab, int in_dim, int n_groups, int max_chunks);
+void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream);
+void launch_predictor_frame(const PredictorFrameArgs& args, const MegaLaunch& grid, cudaStream_t stream);
+
+// ---- batched prefill (prefill_kernels.cu) ----
+struct GemmArgs {
+    const float* x = nullptr;     // [n, K] row stride ldx
+    const uint16_t* w = nullptr;  // [R, K] bf16
+    float* y = nullptr;           // [n, R] row stride ldy
+    int n = 0, R = 0, K = 0, ldx = 0, ldy = 0;
+    int accumulate = 0;           // 1: y += x·Wᵀ, 0: y = x·Wᵀ
+};
+void launch_gemm_bf16(const GemmArgs& args, cudaStream_t stream);
+// y[t] = w ⊙ x[t] / rms(x[t]) for n rows of width E (row strides ldx / ldy).
+void launch_rms_norm_rows(const float* x, int ldx, const float* w, float* y, int ldy, int n, int E, float eps,
+                          cudaStream_t stream);
+// In place q/k per-head RMSNorm + RoPE on qkv [n, q_dim + 2 kv_dim] at positions pos0 .. pos0+n-1, then
+// appends k and v to layer `layer` of the cache.
+void launch_qk_norm_rope_append(const StackDev& stack, int layer, float* qkv, int n, int pos0, cudaStream_t stream);
+// Causal attention of n new positions over the cache (keys 0 .. pos0+t): out [n, q_dim].
+void launch_attention_prefill(const StackDev& stack, int layer, const float* qkv, int n, int pos0, float* out,
+                              cudaStream_t stream);
+// act[i] = silu(gate[i]) * up[i], count values.
+void launch_silu_mul(const float* gate, const float* up, float* act, int count, cudaStream_t stream);
+
+}  // namespace qtts::cuda
