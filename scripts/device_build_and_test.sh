@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Run ON THE GPU MACHINE (nvcc 13, CMake 4, g++ 13, no Debian -dev packages): unpacks .debs/ (made by
+# scripts/device_fetch_debs.sh, carried with the run tool) into a private prefix, configures a CUDA build
+# with tests, builds, runs `ctest -L gpu` and the benchmark. Logs go to $OUT (default /tmp/qtts-out).
+# Usage: bash scripts/device_build_and_test.sh [bench args...]
+#   Env: OUT, BUILD_DIR (build-device), JOBS (nproc), ARCHS (90), SKIP_TESTS=1, SKIP_BENCH=1, NCU=1 (profile)
+# From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-/tmp/qtts-out}"
+mkdir -p "$out"
+build="${BUILD_DIR:-build-device}"
+deps=/tmp/qtts-deps
+lib="$deps/usr/lib/x86_64-linux-gnu"
+log() { echo "== $*" | tee -a "$out/summary.txt"; }
+
+[ -d .debs ] || { echo "no .debs/: run scripts/device_fetch_debs.sh here and carry .debs" >&2; exit 2; }
+if [ ! -d "$deps/usr" ]; then
+  mkdir -p "$deps"
+  for f in .debs/*.deb; do dpkg-deb -x "$f" "$deps" || { mkdir -p /tmp/qtts-ar && (cd /tmp/qtts-ar && ar x "$OLDPWD/$f" && tar -xf data.tar.* -C "$deps"); }; done
+  # Relocate the pkg-config files; drop static-only requirements whose .pc files are not carried.
+  for pc in "$lib"/pkgconfig/*.pc "$deps"/usr/share/pkgconfig/*.pc; do
+    sed -i -e "s|^prefix=/usr\$|prefix=$deps/usr|" -e '/^Requires.private/d' "$pc"
+  done
+fi
+export PATH="/usr/local/cuda/bin:$PATH"
+command -v pkg-config >/dev/null || export PATH="$PATH:$deps/usr/bin"
+export PKG_CONFIG_PATH="$lib/pkgconfig:$deps/usr/share/pkgconfig"
+export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+
+log "device: $(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader 2>/dev/null)"
+log "tools: $(nvcc --version | tail -1); $(cmake --version | head -1); $(g++ --version | head -1)"
+t0=$(date +%s)
+cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DQTTS_BUILD_TESTS=ON \
+  -DQTTS_CUDA_ARCHITECTURES="${ARCHS:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
+  -DCMAKE_PREFIX_PATH="$deps/usr" -Dfmt_DIR="$lib/cmake/fmt" \
+  -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json" -DCLI11_DIR="$deps/usr/share/cmake/CLI11" \
+  -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include" >"$out/configure.log" 2>&1 \
+  || { tail -40 "$out/configure.log"; log "configure FAILED"; exit 1; }
+cmake --build "$build" -j "${JOBS:-$(nproc)}" >"$out/build.log" 2>&1 \
+  || { grep -E "error|Error" "$out/build.log" | head -40; log "build FAILED"; exit 1; }
+log "configured and built in $(( $(date +%s) - t0 )) s"
+
+rc=0
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  (cd "$build" && timeout 200 ctest -L gpu --output-on-failure) >"$out/ctest_gpu.log" 2>&1
+  rc=$?
+  grep -E "MESSAGE|rel err|identical|device:|test cases|assertions|Passed|Failed|tests passed" "$out/ctest_gpu.log" | tee -a "$out/summary.txt"
+  log "ctest -L gpu exit $rc"
+fi
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  timeout 150 "$build/bench_cuda_backend" "$@" 2>&1 | tee "$out/bench.log"
+  log "bench exit ${PIPESTATUS[0]}"
+fi
+if [ "${NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
+  timeout 100 ncu --clock-control none --kernel-name regex:"talker_step|predictor_frame" --launch-skip 5 --launch-count 2 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+    "$build/bench_cuda_backend" --no-variants --steps 10 --frames 8 >"$out/ncu.log" 2>&1
+  grep -E "Duration|Memory Throughput|DRAM Throughput|Registers|Achieved Occupancy|==PROF==|L2 Hit" "$out/ncu.log" | head -40
+fi
+exit $rc
