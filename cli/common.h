@@ -31,5 +31,7 @@ bool log_enabled(const CommonOptions& common, std::string_view level);
 void register_speak(CLI::App& app, const CommonOptions& common);
 void register_tokenize(CLI::App& app, const CommonOptions& common);
 void register_parity(CLI::App& app, const CommonOptions& common);
+void register_bench(CLI::App& app, const CommonOptions& common);
+void register_warmup_profile(CLI::App& app, const CommonOptions& common);
 
 }  // namespace qtts::cli

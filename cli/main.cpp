@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
     cli::register_speak(app, common);
     cli::register_tokenize(app, common);
     cli::register_parity(app, common);
+    cli::register_bench(app, common);
     cli::install_signal_handlers();
     try {
         app.parse(argc, argv);
