@@ -38,7 +38,7 @@ cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DQTTS_BUILD_TESTS
   -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json" -DCLI11_DIR="$deps/usr/share/cmake/CLI11" \
   -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include" >"$out/configure.log" 2>&1 \
   || { tail -40 "$out/configure.log"; log "configure FAILED"; exit 1; }
-cmake --build "$build" -j "${JOBS:-$(nproc)}" >"$out/build.log" 2>&1 \
+cmake --build "$build" -j "${JOBS:-$(nproc)}" --target qtts_cuda_tests bench_cuda_backend >"$out/build.log" 2>&1 \
   || { grep -E "error|Error" "$out/build.log" | head -40; log "build FAILED"; exit 1; }
 log "configured and built in $(( $(date +%s) - t0 )) s"
 
