@@ -104,6 +104,7 @@ int main(int argc, char** argv) {
     cli::register_tokenize(app, common);
     cli::register_parity(app, common);
     cli::register_bench(app, common);
+    cli::register_warmup_profile(app, common);
     cli::install_signal_handlers();
     try {
         app.parse(argc, argv);

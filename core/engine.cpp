@@ -137,6 +137,21 @@ Session::Session(std::shared_ptr<const Model> model) : model_(std::move(model)) 
 
 std::string Session::backend_name() const { return talker_->name(); }
 
+void Session::warmup(std::span<const int64_t> chunk_frames) {
+    SynthesisRequest req;
+    req.text = "Warm up every path once.";
+    req.ignore_eos = true;
+    for (bool sampled : {false, true}) {
+        req.talker = SamplerSettings{.do_sample = sampled, .repetition_penalty = 1.05f};
+        req.predictor = SamplerSettings{.do_sample = sampled};
+        for (int64_t chunk : chunk_frames) {
+            req.vocoder_chunk_frames = chunk;
+            req.max_frames = std::max<int64_t>(2, chunk);
+            synthesize(req);
+        }
+    }
+}
+
 SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserver* observer) {
     const auto t_start = std::chrono::steady_clock::now();
     const ModelConfig& c = model_->config();

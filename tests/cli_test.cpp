@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <set>
 
 #include "core/wav.h"
 #include "tests/test_util.h"
@@ -171,6 +172,56 @@ TEST_CASE("qtts parity rejects malformed references with the field name") {
     r = run(model_arg() + " parity --reference " + quote(ref.string()));
     CHECK(r.exit_code == 3);
     CHECK(r.err.find("item 0: missing field 'codes'") != std::string::npos);
+}
+
+}  // namespace qtts
+
+namespace qtts {
+
+TEST_CASE("qtts bench produces a well-formed table and JSON on the CPU") {
+    test::TempDir tmp;
+    const auto json = tmp.path / "bench.json";
+    const auto r = run(model_arg() + " --device cpu bench --frames 3 --reps 2 --warmup 0 --json " + quote(json.string()));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("| time to first audio | ms |") != std::string::npos);
+    CHECK(r.out.find("| code predictor frame |") != std::string::npos);
+    CHECK(r.out.find("RANDOM WEIGHTS") == std::string::npos);
+    const auto j = test::load_json(json);
+    CHECK(j["random_weights"] == false);
+    CHECK(j["frames"] == 3);
+    CHECK(j["device"] == "cpu");
+    for (const char* metric : {"time to first audio", "real-time factor", "talker step", "code predictor / frame",
+                               "vocoder / frame", "prefill", "tokenize", "host overhead / frame"}) {
+        CAPTURE(metric);
+        REQUIRE(j["metrics"].contains(metric));
+        CHECK(j["metrics"][metric]["samples"].size() == 2);
+        CHECK(j["metrics"][metric]["median"].get<double>() >= 0.0);
+    }
+    // 3 frames of 80 ms each: the real-time factor is total time over 0.24 s of audio.
+    const double total_ms = j["metrics"]["total"]["samples"][0].get<double>();
+    CHECK(j["metrics"]["real-time factor"]["samples"][0].get<double>() == doctest::Approx(total_ms / 240.0).epsilon(1e-6));
+    CHECK(j["talker_step_bytes"].get<double>() > 0);
+}
+
+TEST_CASE("qtts warmup-profile reports cold and warm first use for every path") {
+    test::TempDir tmp;
+    const auto json = tmp.path / "profile.json";
+    const auto r = run(model_arg() + " --device cpu warmup-profile --reps 2 --frames 2 --json " + quote(json.string()));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto j = test::load_json(json);
+    std::set<std::string> paths;
+    for (const auto& p : j["paths"]) {
+        paths.insert(p["path"].get<std::string>());
+        CHECK(p["cold_first_ms"].get<double>() >= 0.0);
+        CHECK(p["warm_first_ms"].get<double>() >= 0.0);
+    }
+    for (const char* p : {"model load + weight upload", "tokenizer", "talker step (greedy)", "talker step (sampled)",
+                          "code predictor frame (greedy)", "code predictor frame (sampled)",
+                          "vocoder, 1-frame chunks (per frame)", "vocoder, 4-frame chunks (per frame)"})
+        CHECK(paths.count(p) == 1);
+    CHECK(j["warmup_ms"].get<double>() > 0.0);
 }
 
 }  // namespace qtts
