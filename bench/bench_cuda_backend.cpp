@@ -146,8 +146,8 @@ int main(int argc, char** argv) {
     const double cp_impl_bytes = 16 * 5 * layer_bytes + 15 * head_p;    // this implementation: 16 passes
 
     std::vector<Result> results;
-    std::vector<std::pair<std::string, cuda::CudaOptions>> configs = {{"prefetch", {}}};
-    if (variants) configs.push_back({"no-prefetch", {.prefetch = false}});
+    std::vector<std::pair<std::string, cuda::CudaOptions>> configs = {{"chunks<=8", {}}};
+    if (variants) configs.push_back({"chunks<=2", {.max_chunks = 2}});
 
     std::vector<float> embeds(size_t(std::max(context, prefill_len)) * 1024);
     for (size_t i = 0; i < embeds.size(); ++i) embeds[i] = float(double(mix(i) >> 11) * 0x1.0p-53 - 0.5);

@@ -64,6 +64,7 @@ public:
     explicit DeviceStack(const DecoderStackWeights& w) {
         const auto& c = w.config;
         if (c.n_embd % 8 || c.n_ff % 8 || c.q_dim() % 8 || c.head_dim % 2 || c.head_dim > kMaxHeadDim ||
+            c.n_embd > 4 * kMegaThreads ||
             c.n_kv_head <= 0 || c.n_head % c.n_kv_head)
             throw GpuError(fmt::format("the CUDA backend does not support this decoder shape (n_embd {}, n_ff {}, "
                                        "heads {}/{}, head_dim {})",
@@ -220,7 +221,6 @@ public:
         logits_ = PinnedBuffer<float>(size_t(vocab_));
         err_ = PinnedBuffer<int>(1);
         grid_ = plan_talker_launch(st, vocab_, o.max_chunks);
-        grid_.prefetch = o.prefetch ? 1 : 0;
         stack_.ensure_capacity(256, 0, stream_.get());
         QTTS_CUDA_CHECK(cudaDeviceSynchronize());
     }
@@ -287,7 +287,7 @@ public:
         a.sync = sync_.get();
         a.x0 = x0_.get();
         a.pos = length_;
-        a.n_chunks = std::clamp((length_ + 1 + 15) / 16, 1, std::min(options_.max_chunks, length_ + 1));
+        a.n_chunks = std::clamp(grid_.n_cta / a.stack.n_head, 1, std::min(options_.max_chunks, length_ + 1));
         a.head = head_.get();
         a.vocab = vocab_;
         a.hidden_out = hidden_d_.get();
@@ -388,7 +388,6 @@ public:
         in_ = PinnedBuffer<float>(size_t(in_dim_));
         out_ = PinnedBuffer<int>(size_t(G_) + 1);
         grid_ = plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks);
-        grid_.prefetch = o.prefetch ? 1 : 0;
         stack_.ensure_capacity(G_, 0, stream_.get());
         QTTS_CUDA_CHECK(cudaDeviceSynchronize());
     }

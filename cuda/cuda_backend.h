@@ -12,8 +12,7 @@
 namespace qtts::cuda {
 
 struct CudaOptions {
-    int max_chunks = 4;         // attention split of one head over the context in a decode step
-    bool prefetch = true;       // L2-prefetch each CTA's next weight slice one phase ahead (sm_90)
+    int max_chunks = 8;         // most attention chunks per head in a decode step (fewer when CTAs are few)
     double timeout_s = 2.0;     // grid-barrier watchdog: a launch stuck longer than this fails with GpuError
 };
 

@@ -17,12 +17,13 @@ using namespace dev;
 
 // ---- shared-memory plan (bytes; every region 16-byte aligned) ----
 struct SmemPlan {
-    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, lg, cidx, cval, cp, sorted, codes, total;
+    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, cw, lg, cidx, cval, cp, sorted, codes, total;
 };
 
 QTTS_HD inline int align16(int x) { return (x + 15) & ~15; }
 
-QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int vocab_sample, int n_groups) {
+QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int head_chunks, int vocab_sample,
+                                       int n_groups) {
     SmemPlan p{};
     int o = 0;
     const auto take = [&](int bytes) {
@@ -31,7 +32,7 @@ QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int voca
         return at;
     };
     p.xs = take(max_k * 4);
-    p.part = take(rows_max * 4 * 4);
+    p.part = take(rows_max * 8 * 4);
     p.res = take(rows_max * 4);
     p.red = take(kWarps * 4);
     p.ired = take(2 * kWarps * 4 + 64);
@@ -39,6 +40,7 @@ QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int voca
     p.att_k = take(hd * 4);
     p.att_v = take(hd * 4);
     p.att_w = take(kWarps * (2 + hd) * 4);
+    p.cw = take(2 * head_chunks * 4);
     p.lg = take(vocab_sample * 4);
     p.cidx = take(vocab_sample * 4);
     p.cval = take(vocab_sample * 4);
@@ -128,7 +130,7 @@ struct Grid {
 struct Smem {
     float *xs, *part, *res, *red;
     int* ired;
-    float *att_q, *att_k, *att_v, *att_w, *lg;
+    float *att_q, *att_k, *att_v, *att_w, *cw, *lg;
     int* cidx;
     float* cval;
     double* cp;
@@ -146,6 +148,7 @@ __device__ Smem carve(char* base, const SmemPlan& p) {
     s.att_k = reinterpret_cast<float*>(base + p.att_k);
     s.att_v = reinterpret_cast<float*>(base + p.att_v);
     s.att_w = reinterpret_cast<float*>(base + p.att_w);
+    s.cw = reinterpret_cast<float*>(base + p.cw);
     s.lg = reinterpret_cast<float*>(base + p.lg);
     s.cidx = reinterpret_cast<int*>(base + p.cidx);
     s.cval = reinterpret_cast<float*>(base + p.cval);
@@ -156,17 +159,62 @@ __device__ Smem carve(char* base, const SmemPlan& p) {
 }
 
 // ---- phases of one layer (all CTAs; each works on its own rows / items) ----
+// A weight phase is split in two: `*_rows` + matvec_preload issue this CTA's weight loads into registers
+// (done before the grid barrier that precedes the phase, so HBM latency overlaps the barrier), then the
+// phase body prepares the activation vector in shared memory and finishes the dot products.
+
+struct Pre {  // weights of the next phase, in flight or in registers
+    RowSrc src;
+    MatvecPlan plan;
+    WeightRegs regs;
+    int r0 = 0;
+};
+
+__device__ __forceinline__ RowSrc rows_of(const uint16_t* w, int R, int K, const Grid& g, int& r0) {
+    int r1;
+    cta_rows(R, g.cta, g.n_cta, r0, r1);
+    RowSrc s;
+    s.a = w + size_t(r0) * K;
+    s.n_a = s.n = r1 - r0;
+    s.K = K;
+    return s;
+}
+
+__device__ __forceinline__ void preload(Pre& p, const RowSrc& src, int r0) {
+    p.src = src;
+    p.r0 = r0;
+    p.plan = matvec_preload(src, p.regs);
+}
+
+__device__ __forceinline__ void preload_qkv(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
+    int r0;
+    const RowSrc s = rows_of(L.wqkv, st.q_dim() + 2 * st.kv_dim(), st.n_embd, g, r0);
+    preload(p, s, r0);
+}
+__device__ __forceinline__ void preload_o(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
+    int r0;
+    const RowSrc s = rows_of(L.wo, st.n_embd, st.q_dim(), g, r0);
+    preload(p, s, r0);
+}
+__device__ __forceinline__ void preload_gateup(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
+    int r0;
+    RowSrc s = rows_of(L.w_gate, st.n_ff, st.n_embd, g, r0);
+    s.b = L.w_up + size_t(r0) * st.n_embd;
+    s.n = 2 * s.n_a;
+    preload(p, s, r0);
+}
+__device__ __forceinline__ void preload_down(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
+    int r0;
+    const RowSrc s = rows_of(L.w_down, st.n_embd, st.n_ff, g, r0);
+    preload(p, s, r0);
+}
 
 // [norm + QKV]: qkv[r] for this CTA's rows of [q_dim + 2 kv_dim].
-__device__ void phase_qkv(const Grid& g, const StackDev& st, const LayerDev& L, VecIn in, const MegaScratch& sc,
-                          const Smem& sm) {
-    const int E = st.n_embd, R = st.q_dim() + 2 * st.kv_dim();
-    norm_to_perm(in, L.input_norm, E, st.eps, sm.xs, sm.red);
-    int r0, r1;
-    cta_rows(R, g.cta, g.n_cta, r0, r1);
-    if (r1 <= r0) return;
-    cta_matvec([&](int i) { return L.wqkv + size_t(r0 + i) * E; }, r1 - r0, E, sm.xs, sm.part, sm.res);
-    for (int i = threadIdx.x; i < r1 - r0; i += blockDim.x) __stcg(sc.qkv + r0 + i, sm.res[i]);
+__device__ void phase_qkv(const StackDev& st, const LayerDev& L, VecIn in, const MegaScratch& sc, const Smem& sm,
+                          const Pre& p) {
+    norm_to_perm(in, L.input_norm, st.n_embd, st.eps, sm.xs, sm.red);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) __stcg(sc.qkv + p.r0 + i, sm.res[i]);
 }
 
 // [q/k-norm, RoPE, KV append, attention partials] for items (head, chunk) of the single new position `pos`.
@@ -184,6 +232,8 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         const int h = item / n_chunks, c = item - h * n_chunks, kvh = h / group;
         const int j0 = int((long long)npos * c / n_chunks), j1 = int((long long)npos * (c + 1) / n_chunks);
         const bool has_new = j1 == npos;
+        KeyRegs pre;  // cached keys do not depend on this step: load them while q is being normalized
+        attend_preload(kc + kvh * hd, vc + kvh * hd, kv_dim, hd, j0, j1, pos, pre);
         for (int d = threadIdx.x; d < hd; d += blockDim.x) {
             sm.att_q[d] = __ldcg(sc.qkv + h * hd + d);
             if (has_new) {
@@ -203,108 +253,105 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
             }
         }
         attend_block(sm.att_q, hd, scale, kc + kvh * hd, vc + kvh * hd, kv_dim, j0, j1, pos, sm.att_k, sm.att_v,
-                     sm.att_w, sc.part + size_t(h * max_chunks + c) * (2 + hd));
+                     sm.att_w, sc.part + size_t(h * max_chunks + c) * (2 + hd), pre);
     }
 }
 
 // [combine partials + O-proj + residual]: h[r] = (layer 0 ? x0 : h)[r] + Wo[r] · attn.
-__device__ void phase_oproj(const Grid& g, const StackDev& st, const LayerDev& L, VecIn residual_in,
-                            int n_chunks, int max_chunks, const MegaScratch& sc, const Smem& sm) {
-    const int hd = st.head_dim, q_dim = st.q_dim(), E = st.n_embd;
-    for (int idx = threadIdx.x; idx < q_dim; idx += blockDim.x) {
-        const int h = idx / hd, d = idx - h * hd;
-        const float* ph = sc.part + size_t(h) * max_chunks * (2 + hd);
-        float M = -INFINITY;
-        for (int c = 0; c < n_chunks; ++c) M = fmaxf(M, __ldcg(ph + c * (2 + hd)));
-        float Lsum = 0.0f, a = 0.0f;
-        for (int c = 0; c < n_chunks; ++c) {
-            const float mc = __ldcg(ph + c * (2 + hd));
-            const float w = mc == -INFINITY ? 0.0f : expf(mc - M);
-            Lsum = fmaf(__ldcg(ph + c * (2 + hd) + 1), w, Lsum);
-            a = fmaf(__ldcg(ph + c * (2 + hd) + 2 + d), w, a);
-        }
-        sm.xs[perm_index(idx, q_dim)] = a / Lsum;
+__device__ void phase_oproj(const StackDev& st, VecIn residual_in, int n_chunks, int max_chunks,
+                            const MegaScratch& sc, const Smem& sm, const Pre& p) {
+    const int hd = st.head_dim, q_dim = st.q_dim(), nh = st.n_head;
+    float* cw = sm.cw;               // [n_head][n_chunks]: weight of each chunk's partial, scaled by 1 / L
+    float* ls = sm.cw + nh * n_chunks;  // [n_head][n_chunks]: each chunk's softmax sum
+    for (int i = threadIdx.x; i < nh * n_chunks; i += blockDim.x) {
+        const int h = i / n_chunks, c = i - h * n_chunks;
+        cw[i] = __ldcg(sc.part + size_t(h * max_chunks + c) * (2 + hd));
+        ls[i] = __ldcg(sc.part + size_t(h * max_chunks + c) * (2 + hd) + 1);
     }
     __syncthreads();
-    int r0, r1;
-    cta_rows(E, g.cta, g.n_cta, r0, r1);
-    if (r1 <= r0) return;
-    cta_matvec([&](int i) { return L.wo + size_t(r0 + i) * q_dim; }, r1 - r0, q_dim, sm.xs, sm.part, sm.res);
-    for (int i = threadIdx.x; i < r1 - r0; i += blockDim.x)
-        __stcg(sc.h + r0 + i, __fadd_rn(residual_in(r0 + i), sm.res[i]));
+    for (int h = threadIdx.x; h < nh; h += blockDim.x) {
+        float M = -INFINITY;
+        for (int c = 0; c < n_chunks; ++c) M = fmaxf(M, cw[h * n_chunks + c]);
+        float Lsum = 0.0f;
+        for (int c = 0; c < n_chunks; ++c) {
+            const float mc = cw[h * n_chunks + c];
+            const float w = mc == -INFINITY ? 0.0f : expf(mc - M);
+            cw[h * n_chunks + c] = w;
+            Lsum = fmaf(ls[h * n_chunks + c], w, Lsum);
+        }
+        for (int c = 0; c < n_chunks; ++c) cw[h * n_chunks + c] /= Lsum;
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < q_dim; idx += blockDim.x) {
+        const int h = idx / hd, d = idx - h * hd;
+        const float* ph = sc.part + size_t(h) * max_chunks * (2 + hd) + 2 + d;
+        float a = 0.0f;
+        for (int c = 0; c < n_chunks; ++c) a = fmaf(__ldcg(ph + c * (2 + hd)), cw[h * n_chunks + c], a);
+        sm.xs[perm_index(idx, q_dim)] = a;
+    }
+    __syncthreads();
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x)
+        __stcg(sc.h + p.r0 + i, __fadd_rn(residual_in(p.r0 + i), sm.res[i]));
 }
 
 // [norm + gate/up + SiLU·up]: act[r] for this CTA's rows of [F].
-__device__ void phase_gateup(const Grid& g, const StackDev& st, const LayerDev& L, const MegaScratch& sc,
-                             const Smem& sm) {
-    const int E = st.n_embd, F = st.n_ff;
-    norm_to_perm(VecIn{sc.h, nullptr}, L.post_norm, E, st.eps, sm.xs, sm.red);
-    int r0, r1;
-    cta_rows(F, g.cta, g.n_cta, r0, r1);
-    const int n = r1 - r0;
-    if (n <= 0) return;
-    cta_matvec([&](int i) { return (i < n ? L.w_gate + size_t(r0 + i) * E : L.w_up + size_t(r0 + i - n) * E); },
-               2 * n, E, sm.xs, sm.part, sm.res);
+__device__ void phase_gateup(const StackDev& st, const LayerDev& L, const MegaScratch& sc, const Smem& sm,
+                             const Pre& p) {
+    norm_to_perm(VecIn{sc.h, nullptr}, L.post_norm, st.n_embd, st.eps, sm.xs, sm.red);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    const int n = p.src.n_a;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         const float gt = sm.res[i], up = sm.res[n + i];
-        __stcg(sc.act + r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up));
+        __stcg(sc.act + p.r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up));
     }
 }
 
 // [down + residual]: h[r] += Wdown[r] · act.
-__device__ void phase_down(const Grid& g, const StackDev& st, const LayerDev& L, const MegaScratch& sc,
-                           const Smem& sm) {
-    const int E = st.n_embd, F = st.n_ff;
-    load_to_perm(VecIn{sc.act, nullptr}, F, sm.xs);
-    int r0, r1;
-    cta_rows(E, g.cta, g.n_cta, r0, r1);
-    if (r1 <= r0) return;
-    cta_matvec([&](int i) { return L.w_down + size_t(r0 + i) * F; }, r1 - r0, F, sm.xs, sm.part, sm.res);
-    for (int i = threadIdx.x; i < r1 - r0; i += blockDim.x)
-        __stcg(sc.h + r0 + i, __fadd_rn(__ldcg(sc.h + r0 + i), sm.res[i]));
+__device__ void phase_down(const StackDev& st, const MegaScratch& sc, const Smem& sm, const Pre& p) {
+    load_to_perm(VecIn{sc.act, nullptr}, st.n_ff, sm.xs);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x)
+        __stcg(sc.h + p.r0 + i, __fadd_rn(__ldcg(sc.h + p.r0 + i), sm.res[i]));
 }
 
 // [final norm + head]: out[r] = head[r] · norm(h) for this CTA's rows; CTA 0 also stores the normed hidden.
-__device__ void phase_head(const Grid& g, const StackDev& st, const uint16_t* head, int vocab, float* out,
-                           float* hidden_out, const MegaScratch& sc, const Smem& sm) {
-    const int E = st.n_embd;
-    norm_to_perm(VecIn{sc.h, nullptr}, st.final_norm, E, st.eps, sm.xs, sm.red, g.cta == 0 ? hidden_out : nullptr);
-    int r0, r1;
-    cta_rows(vocab, g.cta, g.n_cta, r0, r1);
-    if (r1 <= r0) return;
-    cta_matvec([&](int i) { return head + size_t(r0 + i) * E; }, r1 - r0, E, sm.xs, sm.part, sm.res);
-    for (int i = threadIdx.x; i < r1 - r0; i += blockDim.x) __stcg(out + r0 + i, sm.res[i]);
+__device__ void phase_head(const Grid& g, const StackDev& st, float* out, float* hidden_out, const MegaScratch& sc,
+                           const Smem& sm, const Pre& p) {
+    norm_to_perm(VecIn{sc.h, nullptr}, st.final_norm, st.n_embd, st.eps, sm.xs, sm.red,
+                 g.cta == 0 ? hidden_out : nullptr);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) __stcg(out + p.r0 + i, sm.res[i]);
 }
 
-// Runs every layer for one position. Returns false when a barrier failed (the caller must return).
-// `after_last` is prefetched (this CTA's share of rows) while the last layer's down projection runs.
+// Runs every layer for one position. On entry `p` holds layer 0's QKV weights (preloaded); on return it holds
+// the rows of `after` (R × K, this CTA's share) preloaded, and the last barrier has been passed.
+// Returns false when a barrier failed (the caller must return).
 __device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n_chunks, int max_chunks,
-                           const MegaScratch& sc, const Smem& sm, int prefetch, const uint16_t* after_last,
-                           int after_rows, int after_k) {
-    const int E = st.n_embd, F = st.n_ff, q_dim = st.q_dim(), R_qkv = q_dim + 2 * st.kv_dim();
+                           const MegaScratch& sc, const Smem& sm, Pre& p, const uint16_t* after, int after_rows,
+                           int after_k) {
     for (int l = 0; l < st.n_layer; ++l) {
         const LayerDev& L = st.layers[l];
-        if (prefetch) prefetch_rows(L.wo, E, q_dim, g.cta, g.n_cta);
-        phase_qkv(g, st, L, l == 0 ? x0 : VecIn{sc.h, nullptr}, sc, sm);
+        const VecIn in = l == 0 ? x0 : VecIn{sc.h, nullptr};
+        phase_qkv(st, L, in, sc, sm, p);
         if (!g.barrier()) return false;
         phase_attention(g, st, l, pos, n_chunks, max_chunks, sc, sm);
+        preload_o(p, st, L, g);
         if (!g.barrier()) return false;
-        if (prefetch) {
-            prefetch_rows(L.w_gate, F, E, g.cta, g.n_cta);
-            prefetch_rows(L.w_up, F, E, g.cta, g.n_cta);
+        phase_oproj(st, in, n_chunks, max_chunks, sc, sm, p);
+        preload_gateup(p, st, L, g);
+        if (!g.barrier()) return false;
+        phase_gateup(st, L, sc, sm, p);
+        preload_down(p, st, L, g);
+        if (!g.barrier()) return false;
+        phase_down(st, sc, sm, p);
+        if (l + 1 < st.n_layer) {
+            preload_qkv(p, st, st.layers[l + 1], g);
+        } else {
+            int r0;
+            const RowSrc s = rows_of(after, after_rows, after_k, g, r0);
+            preload(p, s, r0);
         }
-        phase_oproj(g, st, L, l == 0 ? x0 : VecIn{sc.h, nullptr}, n_chunks, max_chunks, sc, sm);
-        if (!g.barrier()) return false;
-        if (prefetch) prefetch_rows(L.w_down, E, F, g.cta, g.n_cta);
-        phase_gateup(g, st, L, sc, sm);
-        if (!g.barrier()) return false;
-        if (prefetch) {
-            if (l + 1 < st.n_layer)
-                prefetch_rows(st.layers[l + 1].wqkv, R_qkv, E, g.cta, g.n_cta);
-            else if (after_last)
-                prefetch_rows(after_last, after_rows, after_k, g.cta, g.n_cta);
-        }
-        phase_down(g, st, L, sc, sm);
         if (!g.barrier()) return false;
     }
     return true;
@@ -321,18 +368,20 @@ __device__ Grid make_grid(const GridSync& sync, int* fail_flag) {
 }
 
 __global__ void __launch_bounds__(kMegaThreads, 1)
-    talker_step_kernel(const __grid_constant__ TalkerStepArgs a, int max_chunks, int prefetch) {
+    talker_step_kernel(const __grid_constant__ TalkerStepArgs a, int max_chunks) {
     extern __shared__ __align__(16) char smem_raw[];
     __shared__ int fail_flag;
     const StackDev& st = a.stack;
     const SmemPlan plan = make_smem_plan(max_k_of(st, st.n_embd), rows_max_of(st, a.vocab, st.n_embd, gridDim.x),
-                                         st.head_dim, 0, 0);
+                                         st.head_dim, st.n_head * max_chunks, 0, 0);
     const Smem sm = carve(smem_raw, plan);
     Grid g = make_grid(a.sync, &fail_flag);
-    if (!run_layers(g, st, VecIn{a.x0, nullptr}, a.pos, a.n_chunks, max_chunks, a.s, sm, prefetch, a.head, a.vocab,
+    Pre p;
+    preload_qkv(p, st, st.layers[0], g);
+    if (!run_layers(g, st, VecIn{a.x0, nullptr}, a.pos, a.n_chunks, max_chunks, a.s, sm, p, a.head, a.vocab,
                     st.n_embd))
         return;
-    phase_head(g, st, a.head, a.vocab, a.logits_out, a.hidden_out, a.s, sm);
+    phase_head(g, st, a.logits_out, a.hidden_out, a.s, sm, p);
     g.finish();
 }
 
@@ -506,27 +555,37 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
 }
 
 // [mtp projection] (1.7B): xproj[r] = W[r] · x + b[r] for this CTA's rows.
-__device__ void phase_project(const Grid& g, const PredictorFrameArgs& a, VecIn x, const Smem& sm) {
-    const int E = a.stack.n_embd, K = a.in_dim;
-    load_to_perm(x, K, sm.xs);
-    int r0, r1;
-    cta_rows(E, g.cta, g.n_cta, r0, r1);
-    if (r1 <= r0) return;
-    cta_matvec([&](int i) { return a.mtp_w + size_t(r0 + i) * K; }, r1 - r0, K, sm.xs, sm.part, sm.res);
-    for (int i = threadIdx.x; i < r1 - r0; i += blockDim.x) __stcg(a.s.xproj + r0 + i, sm.res[i] + a.mtp_b[r0 + i]);
+__device__ void phase_project(const PredictorFrameArgs& a, VecIn x, const Smem& sm, const Pre& p) {
+    load_to_perm(x, a.in_dim, sm.xs);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x)
+        __stcg(a.s.xproj + p.r0 + i, sm.res[i] + a.mtp_b[p.r0 + i]);
+}
+
+// The first phase of a pass: the mtp projection when there is one, else layer 0's QKV.
+__device__ __forceinline__ void preload_pass_start(Pre& p, const PredictorFrameArgs& a, const Grid& g) {
+    if (a.mtp_w) {
+        int r0;
+        const RowSrc s = rows_of(a.mtp_w, a.stack.n_embd, a.in_dim, g, r0);
+        preload(p, s, r0);
+    } else {
+        preload_qkv(p, a.stack, a.stack.layers[0], g);
+    }
 }
 
 __global__ void __launch_bounds__(kMegaThreads, 1)
-    predictor_frame_kernel(const __grid_constant__ PredictorFrameArgs a, int max_chunks, int prefetch) {
+    predictor_frame_kernel(const __grid_constant__ PredictorFrameArgs a, int max_chunks) {
     extern __shared__ __align__(16) char smem_raw[];
     __shared__ int fail_flag;
     const StackDev& st = a.stack;
     const int E = st.n_embd, G = a.n_groups, V = a.vocab, R_qkv = st.q_dim() + 2 * st.kv_dim();
     const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max_of(st, V, a.in_dim, gridDim.x),
-                                         st.head_dim, V, G);
+                                         st.head_dim, st.n_head * max_chunks, V, G);
     const Smem sm = carve(smem_raw, plan);
     Grid g = make_grid(a.sync, &fail_flag);
     if (threadIdx.x == 0) sm.codes[0] = a.code0;
+    Pre p;
+    preload_pass_start(p, a, g);
     __syncthreads();
     for (int t = 0; t < G; ++t) {
         // Position t's input: the talker hidden, then codebook t-1 embedded (codebook 0 with the talker table).
@@ -534,23 +593,20 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
                   : t == 1 ? VecIn{nullptr, a.emb0 + size_t(sm.codes[0]) * a.in_dim}
                            : VecIn{nullptr, a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
         if (a.mtp_w) {
-            phase_project(g, a, x, sm);
+            phase_project(a, x, sm, p);
+            preload_qkv(p, st, st.layers[0], g);
             QTTS_GRID_BARRIER(g);
             x = VecIn{a.s.xproj, nullptr};
         }
         const uint16_t* head = t >= 1 ? a.heads + size_t(t - 1) * V * E : nullptr;
-        const uint16_t* next = head ? head : (a.mtp_w ? a.mtp_w : st.layers[0].wqkv);
-        const int next_rows = head ? V : (a.mtp_w ? E : R_qkv);
-        const int next_k = head ? E : (a.mtp_w ? a.in_dim : E);
-        if (!run_layers(g, st, x, t, 1, max_chunks, a.s, sm, prefetch, next, next_rows, next_k)) return;
+        // After the layers: this position's head, or (position 0) the next pass's first weights.
+        const uint16_t* after = head ? head : (a.mtp_w ? a.mtp_w : st.layers[0].wqkv);
+        const int after_rows = head ? V : (a.mtp_w ? E : R_qkv);
+        const int after_k = head ? E : (a.mtp_w ? a.in_dim : E);
+        if (!run_layers(g, st, x, t, 1, max_chunks, a.s, sm, p, after, after_rows, after_k)) return;
         if (t == 0) continue;
-        if (prefetch && t + 1 < G) {
-            if (a.mtp_w)
-                prefetch_rows(a.mtp_w, E, a.in_dim, g.cta, g.n_cta);
-            else
-                prefetch_rows(st.layers[0].wqkv, R_qkv, E, g.cta, g.n_cta);
-        }
-        phase_head(g, st, head, V, a.s.logits, nullptr, a.s, sm);
+        phase_head(g, st, a.s.logits, nullptr, a.s, sm, p);
+        if (t + 1 < G) preload_pass_start(p, a, g);
         QTTS_GRID_BARRIER(g);
         for (int i = threadIdx.x; i < V; i += blockDim.x) sm.lg[i] = __ldcg(a.s.logits + i);
         __syncthreads();
@@ -588,7 +644,7 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
     m.max_chunks = max_chunks;
     m.n_cta = prop.multiProcessorCount;
     const SmemPlan plan = make_smem_plan(max_k_of(st, in_dim), rows_max_of(st, vocab, in_dim, m.n_cta),
-                                         st.head_dim, vocab_sample, n_groups);
+                                         st.head_dim, st.n_head * max_chunks, vocab_sample, n_groups);
     m.smem = size_t(plan.total);
     if (m.smem > prop.sharedMemPerBlockOptin) throw_gpu_error("decode megakernel needs more shared memory than this GPU has");
     QTTS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(m.smem)));
@@ -609,15 +665,15 @@ MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int in_dim, int 
 }
 
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream) {
-    int max_chunks = grid.max_chunks, prefetch = grid.prefetch;
-    void* params[] = {const_cast<TalkerStepArgs*>(&args), &max_chunks, &prefetch};
+    int max_chunks = grid.max_chunks;
+    void* params[] = {const_cast<TalkerStepArgs*>(&args), &max_chunks};
     QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(talker_step_kernel), dim3(grid.n_cta),
                                                 dim3(kMegaThreads), params, grid.smem, stream));
 }
 
 void launch_predictor_frame(const PredictorFrameArgs& args, const MegaLaunch& grid, cudaStream_t stream) {
-    int max_chunks = grid.max_chunks, prefetch = grid.prefetch;
-    void* params[] = {const_cast<PredictorFrameArgs*>(&args), &max_chunks, &prefetch};
+    int max_chunks = grid.max_chunks;
+    void* params[] = {const_cast<PredictorFrameArgs*>(&args), &max_chunks};
     QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(predictor_frame_kernel),
                                                 dim3(grid.n_cta), dim3(kMegaThreads), params, grid.smem, stream));
 }

@@ -89,19 +89,28 @@ struct VecIn {
 };
 
 // xs (permuted) = w ⊙ x / sqrt(mean(x²) + eps); optionally also the natural-order result into `out`.
+// Reads x once (E <= kMaxNormPerThread * blockDim values are kept in registers).
+constexpr int kMaxNormPerThread = 4;  // n_embd <= 4 * kMegaThreads (checked at construction)
 __device__ __forceinline__ void norm_to_perm(VecIn in, const float* w, int E, float eps, float* xs, float* red,
                                              float* out = nullptr) {
+    float v[kMaxNormPerThread];
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < E; i += blockDim.x) {
-        const float v = in(i);
-        ss = fmaf(v, v, ss);
+#pragma unroll
+    for (int k = 0; k < kMaxNormPerThread; ++k) {
+        const int i = threadIdx.x + k * blockDim.x;
+        v[k] = i < E ? in(i) : 0.0f;
+        ss = fmaf(v[k], v[k], ss);
     }
     ss = block_sum(ss, red);
     const float inv = 1.0f / sqrtf(ss / float(E) + eps);
-    for (int i = threadIdx.x; i < E; i += blockDim.x) {
-        const float y = w[i] * (in(i) * inv);
-        xs[perm_index(i, E)] = y;
-        if (out) out[i] = y;
+#pragma unroll
+    for (int k = 0; k < kMaxNormPerThread; ++k) {
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i < E) {
+            const float y = w[i] * (v[k] * inv);
+            xs[perm_index(i, E)] = y;
+            if (out) out[i] = y;
+        }
     }
     __syncthreads();
 }
@@ -111,54 +120,126 @@ __device__ __forceinline__ void load_to_perm(VecIn in, int K, float* xs) {
     __syncthreads();
 }
 
-// Splits each row into s ∈ {1, 2, 4} segments so that n·s warp tasks balance over kWarps warps.
-__device__ __forceinline__ int matvec_split(int n, int cpr) {
-    int best_s = 1;
-    long long best = 1ll << 60;
-    for (int s = 1; s <= 4; s *= 2) {
-        if (s > 1 && cpr / s < 16) break;
-        const long long cost = (long long)((n * s + kWarps - 1) / kWarps) * ((cpr + s - 1) / s);
-        if (cost < best) best = cost, best_s = s;
+// Rows of one matvec phase for this CTA: row i is a + i·K for i < n_a, else b + (i - n_a)·K (gate and up
+// rows of the same range form one 2n-row phase). All rows are K bf16 values, K % 8 == 0.
+struct RowSrc {
+    const uint16_t* a = nullptr;
+    const uint16_t* b = nullptr;
+    int n_a = 0, n = 0, K = 0;
+    __device__ __forceinline__ const uint16_t* row(int i) const {
+        return i < n_a ? a + size_t(i) * K : b + size_t(i - n_a) * K;
     }
-    return best_s;
+};
+
+// Work split: each row is cut into s segments; warp w owns tasks w, w + kWarps, ... (task = row·s + seg).
+// Fast path: at most kMaxT tasks per warp and kMaxL 16-byte chunks per lane per task, so a warp's whole share
+// of the phase fits in registers and can be loaded before the grid barrier that precedes the phase.
+constexpr int kMaxT = 3, kMaxL = 4;
+
+struct MatvecPlan {
+    int s = 1;
+    bool fast = false;
+};
+
+__device__ __forceinline__ MatvecPlan plan_matvec(int n, int K) {
+    const int cpr = K >> 3;
+    MatvecPlan p;
+    int best = 1 << 30;
+    const int cands[6] = {1, 2, 3, 4, 6, 8};
+    for (int q = 0; q < 6; ++q) {
+        const int s = cands[q], seg = (cpr + s - 1) / s;
+        if (s > 1 && seg < 16) break;
+        const int T = (n * s + kWarps - 1) / kWarps, L = (seg + 31) / 32;
+        if (T <= kMaxT && L <= kMaxL && T * L < best) best = T * L, p.s = s, p.fast = true;
+    }
+    if (!p.fast) {  // streaming fallback: balance tasks only
+        long long bc = 1ll << 60;
+        for (int s = 1; s <= 4; s *= 2) {
+            if (s > 1 && cpr / s < 16) break;
+            const long long cost = (long long)((n * s + kWarps - 1) / kWarps) * ((cpr + s - 1) / s);
+            if (cost < bc) bc = cost, p.s = s;
+        }
+    }
+    return p;
 }
 
-// res[i] = row_ptr(i) · x for i in [0, n): rows of K bf16 (K % 8 == 0), x permuted in shared memory.
-// part: [n * 4] scratch. Deterministic: fixed task → warp mapping, segment partials summed in order.
-template <class RowPtr>
-__device__ __forceinline__ void cta_matvec(RowPtr row_ptr, int n, int K, const float* xs, float* part, float* res) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int cpr = K >> 3;
+struct WeightRegs {
+    uint4 w[kMaxT][kMaxL];
+};
+
+// Issues this warp's weight loads of the phase (fast path); returns the plan. Cheap when n == 0.
+__device__ __forceinline__ MatvecPlan matvec_preload(const RowSrc& src, WeightRegs& r) {
+    const MatvecPlan p = plan_matvec(src.n, src.K);
+    if (!p.fast) return p;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, cpr = src.K >> 3, tasks = src.n * p.s;
+#pragma unroll
+    for (int i = 0; i < kMaxT; ++i) {
+        const int t = warp + i * kWarps;
+        const int row = t / p.s, seg = t - row * p.s;
+        const int c0 = cpr * seg / p.s, c1 = cpr * (seg + 1) / p.s;
+        const uint4* w = t < tasks ? reinterpret_cast<const uint4*>(src.row(row)) : nullptr;
+#pragma unroll
+        for (int j = 0; j < kMaxL; ++j) {
+            const int c = c0 + lane + 32 * j;
+            r.w[i][j] = (t < tasks && c < c1) ? ld_weight(w + c) : make_uint4(0, 0, 0, 0);
+        }
+    }
+    return p;
+}
+
+// res[i] = row(i) · x for i in [0, n), x permuted in shared memory; uses the preloaded registers on the fast
+// path, streams otherwise. part: [n·8] scratch. Deterministic (fixed task → warp map, ordered partial sums).
+__device__ __forceinline__ void matvec_finish(const RowSrc& src, const MatvecPlan& p, const WeightRegs& r,
+                                              const float* xs, float* part, float* res) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n = src.n, K = src.K, cpr = K >> 3;
     const float4* xa = reinterpret_cast<const float4*>(xs);
     const float4* xb = xa + cpr;
-    const int s = matvec_split(n, cpr);
-    const int tasks = n * s;
-    for (int t = warp; t < tasks; t += kWarps) {
-        const int row = t / s, seg = t - row * s;
-        const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
-        const uint4* w = reinterpret_cast<const uint4*>(row_ptr(row));
-        float acc = 0.0f;
-        for (int cb = c0; cb < c1; cb += 32 * kUnroll) {
-            uint4 wv[kUnroll];
+    const int s = p.s, tasks = n * s;
+    if (p.fast) {
 #pragma unroll
-            for (int u = 0; u < kUnroll; ++u) {
-                const int c = cb + u * 32 + lane;
-                wv[u] = c < c1 ? ld_weight(w + c) : make_uint4(0, 0, 0, 0);
-            }
+        for (int i = 0; i < kMaxT; ++i) {
+            const int t = warp + i * kWarps;
+            if (t < tasks) {
+                const int row = t / s, seg = t - row * s;
+                const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
+                float acc = 0.0f;
 #pragma unroll
-            for (int u = 0; u < kUnroll; ++u) {
-                const int c = cb + u * 32 + lane;
-                if (c < c1) acc = dot8(wv[u], xa[c], xb[c], acc);
+                for (int j = 0; j < kMaxL; ++j) {
+                    const int c = c0 + lane + 32 * j;
+                    if (c < c1) acc = dot8(r.w[i][j], xa[c], xb[c], acc);
+                }
+                acc = warp_sum(acc);
+                if (lane == 0) part[t] = acc;
             }
         }
-        acc = warp_sum(acc);
-        if (lane == 0) part[t] = acc;
+    } else {
+        for (int t = warp; t < tasks; t += kWarps) {
+            const int row = t / s, seg = t - row * s;
+            const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
+            const uint4* w = reinterpret_cast<const uint4*>(src.row(row));
+            float acc = 0.0f;
+            for (int cb = c0; cb < c1; cb += 32 * kUnroll) {
+                uint4 wv[kUnroll];
+#pragma unroll
+                for (int u = 0; u < kUnroll; ++u) {
+                    const int c = cb + u * 32 + lane;
+                    wv[u] = c < c1 ? ld_weight(w + c) : make_uint4(0, 0, 0, 0);
+                }
+#pragma unroll
+                for (int u = 0; u < kUnroll; ++u) {
+                    const int c = cb + u * 32 + lane;
+                    if (c < c1) acc = dot8(wv[u], xa[c], xb[c], acc);
+                }
+            }
+            acc = warp_sum(acc);
+            if (lane == 0) part[t] = acc;
+        }
     }
     __syncthreads();
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float r = 0.0f;
-        for (int g = 0; g < s; ++g) r += part[i * s + g];
-        res[i] = r;
+        float v = 0.0f;
+        for (int g = 0; g < s; ++g) v += part[i * s + g];
+        res[i] = v;
     }
     __syncthreads();
 }
@@ -209,12 +290,32 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, int hd,
     __syncwarp();
 }
 
+// K/V rows of the first key a warp handles (j0 + warp), loaded before the query is ready.
+struct KeyRegs {
+    float k[kDimsPerLane], v[kDimsPerLane];
+    int j = -1;
+};
+
+__device__ __forceinline__ void attend_preload(const float* kbase, const float* vbase, int stride, int hd, int j0,
+                                               int j1, int jnew, KeyRegs& r) {
+    const int lane = threadIdx.x & 31, j = j0 + (threadIdx.x >> 5);
+    r.j = (j < j1 && j != jnew) ? j : -1;
+#pragma unroll
+    for (int i = 0; i < kDimsPerLane; ++i) {
+        const int d = lane + 32 * i;
+        const bool ok = r.j >= 0 && d < hd;
+        r.k[i] = ok ? kbase[size_t(j) * stride + d] : 0.0f;
+        r.v[i] = ok ? vbase[size_t(j) * stride + d] : 0.0f;
+    }
+}
+
 // Block-wide attention of one query q (shared, [hd]) over keys [j0, j1) at rows kbase + j * stride (fp32),
 // except key `jnew` which is read from knew / vnew (shared). Writes (max, sum, acc[hd]) unnormalized to out.
-// wbuf: shared [kWarps][2 + hd]. All threads must call it.
+// pre: this warp's first key, from attend_preload (or pre.j = -1). wbuf: shared [kWarps][2 + hd].
 __device__ __forceinline__ void attend_block(const float* q, int hd, float scale, const float* kbase,
                                              const float* vbase, int stride, int j0, int j1, int jnew,
-                                             const float* knew, const float* vnew, float* wbuf, float* out) {
+                                             const float* knew, const float* vnew, float* wbuf, float* out,
+                                             const KeyRegs& pre) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float qr[kDimsPerLane], acc[kDimsPerLane];
 #pragma unroll
@@ -225,23 +326,25 @@ __device__ __forceinline__ void attend_block(const float* q, int hd, float scale
     }
     float m = -INFINITY, l = 0.0f;
     for (int j = j0 + warp; j < j1; j += kWarps) {
+        float kv[kDimsPerLane], vv[kDimsPerLane];
+        const bool first = j == pre.j;
         const float* kr = j == jnew ? knew : kbase + size_t(j) * stride;
         const float* vr = j == jnew ? vnew : vbase + size_t(j) * stride;
-        float sc = 0.0f;
 #pragma unroll
         for (int i = 0; i < kDimsPerLane; ++i) {
             const int d = lane + 32 * i;
-            if (d < hd) sc = fmaf(qr[i], kr[d], sc);
+            kv[i] = first ? pre.k[i] : (d < hd ? kr[d] : 0.0f);
+            vv[i] = first ? pre.v[i] : (d < hd ? vr[d] : 0.0f);
         }
+        float sc = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kDimsPerLane; ++i) sc = fmaf(qr[i], kv[i], sc);
         sc = warp_sum(sc) * scale;
         const float mn = fmaxf(m, sc);
         const float corr = expf(m - mn), p = expf(sc - mn);
         l = l * corr + p;
 #pragma unroll
-        for (int i = 0; i < kDimsPerLane; ++i) {
-            const int d = lane + 32 * i;
-            if (d < hd) acc[i] = fmaf(p, vr[d], acc[i] * corr);
-        }
+        for (int i = 0; i < kDimsPerLane; ++i) acc[i] = fmaf(p, vv[i], acc[i] * corr);
         m = mn;
     }
     float* wb = wbuf + warp * (2 + hd);

@@ -17,7 +17,7 @@ namespace qtts::cuda {
 #endif
 
 constexpr int kMegaThreads = 512;  // threads per CTA of the persistent kernels (16 warps)
-constexpr int kMaxHeadDim = 256;   // attention keeps head_dim / 32 values per lane in registers
+constexpr int kMaxHeadDim = 128;   // attention keeps head_dim / 32 values per lane in registers
 
 struct LayerDev {
     const float* input_norm;  // [E]
@@ -67,8 +67,7 @@ struct GridSync {
 struct MegaLaunch {
     int n_cta = 0;           // co-resident CTAs (cooperative launch)
     size_t smem = 0;         // dynamic shared memory per CTA
-    int max_chunks = 4;      // attention split of one head over the context
-    int prefetch = 1;        // L2-prefetch each CTA's next weight slice one phase ahead (sm_90)
+    int max_chunks = 8;      // attention split of one head over the context (partials buffer stride)
 };
 
 struct TalkerStepArgs {
