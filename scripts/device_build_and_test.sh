@@ -44,9 +44,9 @@ log "configured and built in $(( $(date +%s) - t0 )) s"
 
 rc=0
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  (cd "$build" && timeout 200 ctest -L gpu --output-on-failure) >"$out/ctest_gpu.log" 2>&1
+  (cd "$build" && timeout 200 ctest -L gpu -V) >"$out/ctest_gpu.log" 2>&1
   rc=$?
-  grep -E "MESSAGE|rel err|identical|device:|test cases|assertions|Passed|Failed|tests passed" "$out/ctest_gpu.log" | tee -a "$out/summary.txt"
+  grep -E "worst rel err|identical|device:|test cases:|assertions:|tests passed|ERROR|FAILED" "$out/ctest_gpu.log" | tee -a "$out/summary.txt"
   log "ctest -L gpu exit $rc"
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
