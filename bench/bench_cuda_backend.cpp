@@ -147,7 +147,10 @@ int main(int argc, char** argv) {
 
     std::vector<Result> results;
     std::vector<std::pair<std::string, cuda::CudaOptions>> configs = {{"chunks<=8", {}}};
-    if (variants) configs.push_back({"chunks<=2", {.max_chunks = 2}});
+    if (variants) {
+        configs.push_back({"traced", {.trace = true}});
+        configs.push_back({"backoff 40ns", {.backoff_ns = 40}});
+    }
 
     std::vector<float> embeds(size_t(std::max(context, prefill_len)) * 1024);
     for (size_t i = 0; i < embeds.size(); ++i) embeds[i] = float(double(mix(i) >> 11) * 0x1.0p-53 - 0.5);
@@ -194,6 +197,9 @@ int main(int argc, char** argv) {
         }
         r.frame_ms = median(fw);
         r.frame_dev_ms = median(fd);
+        if (opt.trace)
+            std::printf("[%s] talker step phase trace:\n%s[%s] predictor frame phase trace:\n%s", name.c_str(),
+                        tt->trace_report().c_str(), name.c_str(), tp->trace_report().c_str());
         std::printf("[%s] logits finite: %s; last codes:", name.c_str(), finite ? "yes" : "NO");
         for (int32_t c : codes) std::printf(" %d", c);
         std::printf("\n");

@@ -179,13 +179,14 @@ private:
 // Grid-barrier words of one instance, zeroed once at creation and never again.
 class SyncWords {
 public:
-    explicit SyncWords(double timeout_s) : words_(2), error_(1) {
+    SyncWords(double timeout_s, unsigned backoff_ns) : words_(2), error_(1) {
         QTTS_CUDA_CHECK(cudaMemset(words_.get(), 0, words_.bytes()));
         QTTS_CUDA_CHECK(cudaMemset(error_.get(), 0, error_.bytes()));
         sync_.counter = words_.get();
         sync_.epoch = words_.get() + 1;
         sync_.error = error_.get();
         sync_.timeout_ns = (unsigned long long)(timeout_s * 1e9);
+        sync_.backoff_ns = backoff_ns;
     }
     const GridSync& get() const { return sync_; }
 
@@ -202,10 +203,71 @@ private:
                    "another program may be using the GPU's SMs; rerun, or use --device cpu");
 }
 
+// Barrier trace of one persistent launch: [n_cta][cap][2] ns (slot 0: start; b >= 1: arrive, depart).
+class PhaseTrace {
+public:
+    void init(bool on, int n_cta) {
+        if (!on) return;
+        n_cta_ = n_cta;
+        buf_ = DeviceBuffer<unsigned long long>(size_t(n_cta) * kCap * 2);
+        QTTS_CUDA_CHECK(cudaMemset(buf_.get(), 0, buf_.bytes()));
+    }
+    void attach(GridSync& s) const {
+        s.trace = buf_.get();
+        s.trace_cap = buf_.get() ? kCap : 0;
+    }
+    // Reads the last launch back; cls[b - 1] is the phase kind that ends at barrier b.
+    void collect(const std::vector<int>& cls, const std::vector<std::string>& names) {
+        if (!buf_.get()) return;
+        std::vector<unsigned long long> t(buf_.size());
+        QTTS_CUDA_CHECK(cudaMemcpy(t.data(), buf_.get(), buf_.bytes(), cudaMemcpyDeviceToHost));
+        const auto at = [&](int c, int b, int k) { return double(t[(size_t(c) * kCap + b) * 2 + k]); };
+        struct Acc { double n = 0, work_mean = 0, work_max = 0, release = 0, cycle = 0; };
+        std::vector<Acc> acc(names.size());
+        const int nb = std::min(int(cls.size()), kCap - 1);
+        for (int b = 1; b <= nb; ++b) {
+            double wsum = 0, wmax = 0, last_arrive = 0, last_depart = 0, prev_depart = 0;
+            for (int c = 0; c < n_cta_; ++c) {
+                const double w = at(c, b, 0) - at(c, b - 1, 1);
+                wsum += w;
+                wmax = std::max(wmax, w);
+                last_arrive = std::max(last_arrive, at(c, b, 0));
+                last_depart = std::max(last_depart, at(c, b, 1));
+                prev_depart = std::max(prev_depart, at(c, b - 1, 1));
+            }
+            Acc& a = acc[size_t(cls[size_t(b - 1)])];
+            a.n += 1;
+            a.work_mean += wsum / n_cta_;
+            a.work_max += wmax;
+            a.release += last_depart - last_arrive;
+            a.cycle += last_depart - prev_depart;
+        }
+        report_ = fmt::format("{:<12} {:>5} {:>10} {:>10} {:>10} {:>10}  (us, means over occurrences)\n", "phase", "n",
+                              "work mean", "work max", "release", "cycle");
+        double total = 0;
+        for (size_t k = 0; k < names.size(); ++k) {
+            const Acc& a = acc[k];
+            if (a.n == 0) continue;
+            total += a.cycle / 1e3;
+            report_ += fmt::format("{:<12} {:>5} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.2f}\n", names[k], a.n,
+                                   a.work_mean / a.n / 1e3, a.work_max / a.n / 1e3, a.release / a.n / 1e3,
+                                   a.cycle / a.n / 1e3);
+        }
+        report_ += fmt::format("sum of cycles: {:.1f} us over {} barriers\n", total, nb);
+    }
+    const std::string& report() const { return report_; }
+
+private:
+    static constexpr int kCap = 1024;
+    DeviceBuffer<unsigned long long> buf_;
+    int n_cta_ = 0;
+    std::string report_;
+};
+
 class CudaTalker final : public TalkerBackend, public CudaTimed {
 public:
     CudaTalker(const ModelConfig& config, const ModelWeights& w, const CudaOptions& o)
-        : stack_(w.talker.stack), sync_(o.timeout_s), E_(int(config.talker.stack.n_embd)),
+        : stack_(w.talker.stack), sync_(o.timeout_s, o.backoff_ns), E_(int(config.talker.stack.n_embd)),
           vocab_(int(config.talker.stack.vocab_size)), options_(o) {
         const StackDev& st = stack_.dev();
         head_ = upload_bf16({&w.talker.codec_head});
@@ -221,6 +283,9 @@ public:
         logits_ = PinnedBuffer<float>(size_t(vocab_));
         err_ = PinnedBuffer<int>(1);
         grid_ = plan_talker_launch(st, vocab_, o.max_chunks);
+        trace_.init(o.trace, grid_.n_cta);
+        for (int l = 0; l < st.n_layer; ++l)
+            for (int k = 0; k < 5; ++k) trace_cls_.push_back(k);
         stack_.ensure_capacity(256, 0, stream_.get());
         QTTS_CUDA_CHECK(cudaDeviceSynchronize());
     }
@@ -285,6 +350,7 @@ public:
         a.stack = stack_.dev();
         a.s = scratch();
         a.sync = sync_.get();
+        trace_.attach(a.sync);
         a.x0 = x0_.get();
         a.pos = length_;
         a.n_chunks = std::clamp(grid_.n_cta / a.stack.n_head, 1, std::min(options_.max_chunks, length_ + 1));
@@ -298,6 +364,7 @@ public:
         launch_talker_step(a, grid_, s);
         QTTS_CUDA_CHECK(cudaEventRecord(t1_.get(), s));
         fetch_outputs(true);
+        trace_.collect(trace_cls_, {"qkv", "attention", "o-proj", "gate/up", "down"});
         ++length_;
     }
 
@@ -305,6 +372,7 @@ public:
     std::span<const float> logits() const override { return {logits_.get(), size_t(vocab_)}; }
     std::string name() const override { return "cuda"; }
     double last_device_ms() const override { return last_ms_; }
+    std::string trace_report() const override { return trace_.report(); }
 
 private:
     MegaScratch scratch() const {
@@ -352,12 +420,14 @@ private:
     int length_ = 0;
     bool broken_ = false;
     double last_ms_ = -1;
+    PhaseTrace trace_;
+    std::vector<int> trace_cls_;
 };
 
 class CudaPredictor final : public PredictorBackend, public CudaTimed {
 public:
     CudaPredictor(const ModelConfig& config, const ModelWeights& w, const CudaOptions& o)
-        : stack_(w.predictor.stack), sync_(o.timeout_s), G_(int(config.talker.num_code_groups)),
+        : stack_(w.predictor.stack), sync_(o.timeout_s, o.backoff_ns), G_(int(config.talker.num_code_groups)),
           E_(int(config.predictor.stack.n_embd)), in_dim_(int(config.talker.stack.n_embd)),
           vocab_(int(config.predictor.stack.vocab_size)), vocab0_(int(config.talker.stack.vocab_size)) {
         const auto& p = w.predictor;
@@ -388,6 +458,13 @@ public:
         in_ = PinnedBuffer<float>(size_t(in_dim_));
         out_ = PinnedBuffer<int>(size_t(G_) + 1);
         grid_ = plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks);
+        trace_.init(o.trace, grid_.n_cta);
+        for (int t = 0; t < G_; ++t) {
+            if (p.mtp_w) trace_cls_.push_back(6);
+            for (int l = 0; l < st.n_layer; ++l)
+                for (int k = 0; k < 5; ++k) trace_cls_.push_back(t >= 2 && l == 0 && k == 0 && !p.mtp_w ? 7 : k);
+            if (t >= 1) trace_cls_.push_back(5);
+        }
         stack_.ensure_capacity(G_, 0, stream_.get());
         QTTS_CUDA_CHECK(cudaDeviceSynchronize());
     }
@@ -410,6 +487,7 @@ public:
         a.s.logits = logits_d_.get();
         a.s.xproj = xproj_.get();
         a.sync = sync_.get();
+        trace_.attach(a.sync);
         a.talker_hidden = hidden_d_.get();
         a.emb0 = emb0_.get();
         a.emb = emb_.get();
@@ -444,9 +522,11 @@ public:
             throw_watchdog("code predictor");
         }
         for (int k = 1; k < G_; ++k) codes[size_t(k)] = out_.get()[k];
+        trace_.collect(trace_cls_, {"qkv", "attention", "o-proj", "gate/up", "down", "head", "mtp", "sample+qkv"});
     }
     std::string name() const override { return "cuda"; }
     double last_device_ms() const override { return last_ms_; }
+    std::string trace_report() const override { return trace_.report(); }
 
 private:
     Stream stream_;
@@ -462,6 +542,8 @@ private:
     PinnedBuffer<int> out_;
     bool broken_ = false;
     double last_ms_ = -1;
+    PhaseTrace trace_;
+    std::vector<int> trace_cls_;
 };
 
 }  // namespace

@@ -7,6 +7,8 @@
 //   qtts::Session session(model);                          // builds CudaTalker + CudaPredictor
 #pragma once
 
+#include <string>
+
 #include "core/backend.h"
 
 namespace qtts::cuda {
@@ -14,6 +16,8 @@ namespace qtts::cuda {
 struct CudaOptions {
     int max_chunks = 8;         // most attention chunks per head in a decode step (fewer when CTAs are few)
     double timeout_s = 2.0;     // grid-barrier watchdog: a launch stuck longer than this fails with GpuError
+    unsigned backoff_ns = 0;    // sleep between polls of a grid barrier (0: spin)
+    bool trace = false;         // record per-CTA barrier arrival/departure times (CudaTimed::trace_report)
 };
 
 // Registers the CUDA factory with core when qtts::cuda::device_count() > 0; otherwise does nothing.
@@ -26,6 +30,8 @@ class CudaTimed {
 public:
     virtual ~CudaTimed() = default;
     virtual double last_device_ms() const = 0;
+    // With CudaOptions::trace: per phase kind, mean / max CTA work time, barrier release and cycle (µs).
+    virtual std::string trace_report() const { return {}; }
 };
 
 }  // namespace qtts::cuda

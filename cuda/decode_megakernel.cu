@@ -85,6 +85,7 @@ struct Grid {
     int cta = 0, n_cta = 0;
     unsigned epoch = 0;  // barriers completed so far, counting every earlier launch
     int* fail = nullptr; // shared flag
+    int nb = 0;          // barriers of this launch so far (trace slot)
 
     // All CTAs arrive, then all leave. False when the watchdog fired (then every CTA must return).
     __device__ bool barrier() {
@@ -92,12 +93,13 @@ struct Grid {
         __syncthreads();
         if (threadIdx.x == 0) {
             const unsigned target = epoch * unsigned(n_cta);
+            const unsigned long long t0 = global_ns();
             __threadfence();
             atomicAdd(sync.counter, 1u);
             int failed = 0;
-            const unsigned long long t0 = global_ns();
             for (unsigned spin = 1;; ++spin) {
                 if (int(ld_acquire(sync.counter) - target) >= 0) break;
+                if (sync.backoff_ns) __nanosleep(sync.backoff_ns);
                 if ((spin & 255u) == 0) {
                     if (*(volatile int*)sync.error) {
                         failed = 1;
@@ -112,7 +114,13 @@ struct Grid {
             }
             __threadfence();
             *fail = failed;
+            if (sync.trace && nb + 1 < sync.trace_cap) {
+                unsigned long long* t = sync.trace + (size_t(cta) * sync.trace_cap + nb + 1) * 2;
+                t[0] = t0;
+                t[1] = global_ns();
+            }
         }
+        ++nb;
         __syncthreads();
         return *fail == 0;
     }
@@ -364,6 +372,7 @@ __device__ Grid make_grid(const GridSync& sync, int* fail_flag) {
     g.n_cta = gridDim.x;
     g.epoch = *(volatile unsigned*)sync.epoch;
     g.fail = fail_flag;
+    if (sync.trace && threadIdx.x == 0) sync.trace[size_t(g.cta) * sync.trace_cap * 2 + 1] = global_ns();
     return g;
 }
 

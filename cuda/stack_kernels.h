@@ -62,6 +62,11 @@ struct GridSync {
     unsigned* epoch = nullptr;    // barriers completed by all previous launches
     int* error = nullptr;         // 1 after a watchdog timeout: the instance is unusable
     unsigned long long timeout_ns = 2'000'000'000ull;
+    // Optional phase trace (profiling): [n_cta][trace_cap][2] %globaltimer ns; slot 0 holds the CTA's start,
+    // slot b >= 1 the arrival at and the departure from the b-th barrier of the launch.
+    unsigned long long* trace = nullptr;
+    int trace_cap = 0;
+    unsigned backoff_ns = 0;  // __nanosleep between polls of the barrier counter (0: spin)
 };
 
 struct MegaLaunch {

@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "core/wav.h"
 #include "tests/test_util.h"
 

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/engine.h"
+#include "core/error.h"
 #include "tests/test_util.h"
 
 namespace qtts {

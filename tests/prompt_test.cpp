@@ -48,11 +48,12 @@ TEST_CASE("non-streaming prompt holds the whole text, then eos and bos") {
     const std::vector<int32_t> text{7, 8};
     const PromptPlan p = build_prompt_plan(tiny_config(), text, {.language_codec_id = 2055, .non_streaming_text = true});
     const size_t n = p.prefill.size();
-    REQUIRE(n == 3 + 4 + 2 + 2);
-    CHECK(p.prefill[7] == PrefillPosition{7, 2148});
-    CHECK(p.prefill[8] == PrefillPosition{8, 2148});
-    CHECK(p.prefill[9] == PrefillPosition{kEos, 2148});
-    CHECK(p.prefill[10] == PrefillPosition{kPad, 2149});
+    REQUIRE(n == 3 + 5 + 2 + 2);  // role, prefix (think, think_bos, lang, think_eos, pad), text, eos, bos
+    CHECK(p.prefill[7] == PrefillPosition{kBos, 2148});
+    CHECK(p.prefill[8] == PrefillPosition{7, 2148});
+    CHECK(p.prefill[9] == PrefillPosition{8, 2148});
+    CHECK(p.prefill[10] == PrefillPosition{kEos, 2148});
+    CHECK(p.prefill[11] == PrefillPosition{kPad, 2149});
     CHECK(p.trailing_text == std::vector<int64_t>{kPad});
 }
 
