@@ -116,12 +116,14 @@ std::string prepare_text(std::string_view raw) {
         const auto u = static_cast<unsigned char>(c);
         text.push_back((u < 0x20 && c != '\n' && c != '\t') || u == 0x7F ? ' ' : c);
     }
-    const auto is_space = [](char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; };
-    size_t b = 0, e = text.size();
-    while (b < e && is_space(text[b])) ++b;
-    while (e > b && is_space(text[e - 1])) --e;
+    // Trim Unicode white space on both ends: leading white space that holds a newline would change how the
+    // official template's "assistant\n" tokenizes and shift its fixed [3:-5] slice.
+    const std::vector<char32_t> cps = utf8_code_points(text);
+    size_t b = 0, e = cps.size();
+    while (b < e && is_unicode_space(cps[b])) ++b;
+    while (e > b && is_unicode_space(cps[e - 1])) --e;
     if (b == e) throw InputError("the text is empty", "give the text to speak as an argument, with -f FILE, or on stdin");
-    return text.substr(b, e - b);
+    return utf8_encode(std::span(cps).subspan(b, e - b));
 }
 
 Session::Session(std::shared_ptr<const Model> model) : model_(std::move(model)) {

@@ -136,6 +136,7 @@ TEST_CASE("engine: bad input is rejected with a clear error") {
 TEST_CASE("prepare_text trims, keeps inner newlines and neutralizes control characters") {
     CHECK(prepare_text("\n\nHello\nworld  \n") == "Hello\nworld");
     CHECK(prepare_text("a\x01" "b") == "a b");
+    CHECK(prepare_text("\u00a0\n\u3000foo\u2028") == "foo");  // Unicode white space, not only ASCII
 }
 
 TEST_CASE("engine: literal special tokens in user text are spoken, not obeyed") {
