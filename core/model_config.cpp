@@ -274,6 +274,8 @@ VocoderConfig parse_vocoder_config(const std::string& json_text, const std::stri
     v.upsampling_ratios = d.int_list_or("upsampling_ratios", v.upsampling_ratios);
     v.upsample_rates = d.int_list_or("upsample_rates", v.upsample_rates);
     v.decoder_dim = d.positive("decoder_dim");
+    if (const std::string act = d.string_or("hidden_act", "silu"); act != "silu")
+        bad_field(source, "decoder_config.hidden_act", fmt::format("is '{}'; only 'silu' is supported", act));
     v.sample_rate = top.integer_or("output_sample_rate", v.sample_rate);
     v.samples_per_frame = top.integer_or("decode_upsample_rate", v.samples_per_frame);
     validate(v, source);
