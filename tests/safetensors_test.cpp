@@ -134,3 +134,21 @@ TEST_CASE("sharded checkpoints resolve tensors through the index") {
 }
 
 }  // namespace qtts
+
+namespace qtts {
+
+TEST_CASE("a weight stored with an integer dtype is refused by name") {
+    test::TempDir dir;
+    std::vector<uint8_t> bytes(8);
+    const std::string header = R"({"w":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}})";
+    for (int i = 0; i < 8; ++i) bytes[size_t(i)] = uint8_t(header.size() >> (8 * i));
+    bytes.insert(bytes.end(), header.begin(), header.end());
+    bytes.resize(bytes.size() + 8, 0);
+    std::ofstream(dir.path / "m.safetensors", std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), long(bytes.size()));
+    const auto store = TensorStore::open(dir.path / "m.safetensors");
+    CHECK_THROWS_WITH_AS((void)store.load("w", {2}), doctest::Contains("tensor 'w' has dtype I32; expected a floating type"),
+                         ModelError);
+}
+
+}  // namespace qtts
