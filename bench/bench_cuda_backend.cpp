@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
     std::vector<std::pair<std::string, cuda::CudaOptions>> configs = {{"chunks<=8", {}}};
     if (variants) {
         configs.push_back({"traced", {.trace = true}});
-        configs.push_back({"backoff 40ns", {.backoff_ns = 40}});
+        configs.push_back({"chunks<=4", {.max_chunks = 4}});
     }
 
     std::vector<float> embeds(size_t(std::max(context, prefill_len)) * 1024);

@@ -64,7 +64,7 @@ public:
     explicit DeviceStack(const DecoderStackWeights& w) {
         const auto& c = w.config;
         if (c.n_embd % 8 || c.n_ff % 8 || c.q_dim() % 8 || c.head_dim % 2 || c.head_dim > kMaxHeadDim ||
-            c.n_embd > 4 * kMegaThreads ||
+            c.n_embd > 4 * kMegaThreads || c.n_layer > kMaxLayers ||
             c.n_kv_head <= 0 || c.n_head % c.n_kv_head)
             throw GpuError(fmt::format("the CUDA backend does not support this decoder shape (n_embd {}, n_ff {}, "
                                        "heads {}/{}, head_dim {})",
@@ -116,7 +116,6 @@ public:
             d.q_norm = nb + 2 * E;
             d.k_norm = nb + 2 * E + size_t(c.head_dim);
         }
-        layers_ = upload(layers);
         dev_.n_layer = int(c.n_layer);
         dev_.n_embd = int(c.n_embd);
         dev_.n_ff = int(c.n_ff);
@@ -124,7 +123,7 @@ public:
         dev_.n_kv_head = int(c.n_kv_head);
         dev_.head_dim = int(c.head_dim);
         dev_.eps = float(c.rms_eps);
-        dev_.layers = layers_.get();
+        for (int64_t l = 0; l < c.n_layer; ++l) dev_.layers[l] = layers[size_t(l)];
         dev_.final_norm = norms_.get() + final_off;
         theta_ = c.rope_theta;
     }
@@ -170,7 +169,6 @@ public:
 private:
     DeviceBuffer<uint16_t> weights_;
     DeviceBuffer<float> norms_;
-    DeviceBuffer<LayerDev> layers_;
     DeviceBuffer<float> k_, v_, cos_, sin_;
     StackDev dev_;
     double theta_ = 1e6;
@@ -254,6 +252,12 @@ public:
                                    a.cycle / a.n / 1e3);
         }
         report_ += fmt::format("sum of cycles: {:.1f} us over {} barriers\n", total, nb);
+        if (at(0, kCap - 8, 0) > 0) {
+            report_ += "sampler steps (last codebook, CTA 0, us):";
+            for (int k = 1; k < 8; ++k)
+                report_ += fmt::format(" {:.2f}", (at(0, kCap - 8 + k, 0) - at(0, kCap - 8 + k - 1, 0)) / 1e3);
+            report_ += "  [load+penalty, pre-topk, kth, post-kth, max+compact, draw, tail]\n";
+        }
     }
     const std::string& report() const { return report_; }
 
@@ -274,6 +278,9 @@ public:
         h_ = DeviceBuffer<float>(size_t(E_));
         qkv_ = DeviceBuffer<float>(size_t(st.q_dim() + 2 * st.kv_dim()));
         part_ = DeviceBuffer<float>(size_t(st.n_head) * o.max_chunks * (2 + st.head_dim));
+        attn_ = DeviceBuffer<float>(size_t(st.q_dim()));
+        head_done_ = DeviceBuffer<int>(size_t(st.n_head));
+        QTTS_CUDA_CHECK(cudaMemset(head_done_.get(), 0, head_done_.bytes()));
         act_ = DeviceBuffer<float>(size_t(st.n_ff));
         x0_ = DeviceBuffer<float>(size_t(E_));
         hidden_d_ = DeviceBuffer<float>(size_t(E_));
@@ -305,34 +312,36 @@ public:
         ensure(patt_, size_t(N) * Q);
         ensure(pg_, size_t(N) * F);
         ensure(pu_, size_t(N) * F);
+        const size_t split_cap = 8 * size_t(N) * size_t(std::max({W, F, E, vocab_}));
+        ensure(psplit_, split_cap);
         std::lock_guard lock(launch_mutex());
         QTTS_CUDA_CHECK(cudaEventRecord(t0_.get(), s));
         QTTS_CUDA_CHECK(cudaMemcpyAsync(px_.get(), embeds.data(), embeds.size() * 4, cudaMemcpyHostToDevice, s));
-        std::vector<LayerDev> layers(size_t(st.n_layer));
-        QTTS_CUDA_CHECK(cudaMemcpy(layers.data(), st.layers, layers.size() * sizeof(LayerDev), cudaMemcpyDeviceToHost));
         for (int l = 0; l < st.n_layer; ++l) {
-            const LayerDev& L = layers[size_t(l)];
+            const LayerDev& L = st.layers[l];
             launch_rms_norm_rows(px_.get(), E, L.input_norm, pxn_.get(), E, N, E, st.eps, s);
-            launch_gemm_bf16({.x = pxn_.get(), .w = L.wqkv, .y = pqkv_.get(), .n = N, .R = W, .K = E, .ldx = E, .ldy = W},
+            launch_gemm_bf16({.x = pxn_.get(), .w = L.wqkv, .y = pqkv_.get(), .n = N, .R = W, .K = E, .ldx = E, .ldy = W, .part = psplit_.get(), .part_cap = split_cap},
                              s);
             launch_qk_norm_rope_append(st, l, pqkv_.get(), N, 0, s);
             launch_attention_prefill(st, l, pqkv_.get(), N, 0, patt_.get(), s);
             launch_gemm_bf16({.x = patt_.get(), .w = L.wo, .y = px_.get(), .n = N, .R = E, .K = Q, .ldx = Q, .ldy = E,
-                              .accumulate = 1},
+                              .accumulate = 1, .part = psplit_.get(), .part_cap = split_cap},
                              s);
             launch_rms_norm_rows(px_.get(), E, L.post_norm, pxn_.get(), E, N, E, st.eps, s);
-            launch_gemm_bf16({.x = pxn_.get(), .w = L.w_gate, .y = pg_.get(), .n = N, .R = F, .K = E, .ldx = E, .ldy = F},
+            launch_gemm_bf16({.x = pxn_.get(), .w = L.w_gate, .y = pg_.get(), .n = N, .R = F, .K = E, .ldx = E, .ldy = F, .part = psplit_.get(),
+                              .part_cap = split_cap},
                              s);
-            launch_gemm_bf16({.x = pxn_.get(), .w = L.w_up, .y = pu_.get(), .n = N, .R = F, .K = E, .ldx = E, .ldy = F},
+            launch_gemm_bf16({.x = pxn_.get(), .w = L.w_up, .y = pu_.get(), .n = N, .R = F, .K = E, .ldx = E, .ldy = F, .part = psplit_.get(),
+                              .part_cap = split_cap},
                              s);
             launch_silu_mul(pg_.get(), pu_.get(), pg_.get(), N * F, s);
             launch_gemm_bf16({.x = pg_.get(), .w = L.w_down, .y = px_.get(), .n = N, .R = E, .K = F, .ldx = F, .ldy = E,
-                              .accumulate = 1},
+                              .accumulate = 1, .part = psplit_.get(), .part_cap = split_cap},
                              s);
         }
         launch_rms_norm_rows(px_.get() + size_t(N - 1) * E, E, st.final_norm, hidden_d_.get(), E, 1, E, st.eps, s);
         launch_gemm_bf16({.x = hidden_d_.get(), .w = head_.get(), .y = logits_d_.get(), .n = 1, .R = vocab_, .K = E,
-                          .ldx = E, .ldy = vocab_},
+                          .ldx = E, .ldy = vocab_, .part = psplit_.get(), .part_cap = split_cap},
                          s);
         QTTS_CUDA_CHECK(cudaEventRecord(t1_.get(), s));
         fetch_outputs(false);
@@ -380,6 +389,8 @@ private:
         m.h = h_.get();
         m.qkv = qkv_.get();
         m.part = part_.get();
+        m.attn = attn_.get();
+        m.head_done = head_done_.get();
         m.act = act_.get();
         return m;
     }
@@ -413,8 +424,9 @@ private:
     CudaOptions options_;
     MegaLaunch grid_;
     DeviceBuffer<uint16_t> head_;
-    DeviceBuffer<float> h_, qkv_, part_, act_, x0_, hidden_d_, logits_d_;
-    DeviceBuffer<float> px_, pxn_, pqkv_, patt_, pg_, pu_;
+    DeviceBuffer<float> h_, qkv_, part_, attn_, act_, x0_, hidden_d_, logits_d_;
+    DeviceBuffer<int> head_done_;
+    DeviceBuffer<float> px_, pxn_, pqkv_, patt_, pg_, pu_, psplit_;
     PinnedBuffer<float> in_, hidden_, logits_;
     PinnedBuffer<int> err_;
     int length_ = 0;
@@ -450,6 +462,9 @@ public:
         h_ = DeviceBuffer<float>(size_t(E_));
         qkv_ = DeviceBuffer<float>(size_t(st.q_dim() + 2 * st.kv_dim()));
         part_ = DeviceBuffer<float>(size_t(st.n_head) * o.max_chunks * (2 + st.head_dim));
+        attn_ = DeviceBuffer<float>(size_t(st.q_dim()));
+        head_done_ = DeviceBuffer<int>(size_t(st.n_head));
+        QTTS_CUDA_CHECK(cudaMemset(head_done_.get(), 0, head_done_.bytes()));
         act_ = DeviceBuffer<float>(size_t(st.n_ff));
         logits_d_ = DeviceBuffer<float>(size_t(vocab_));
         xproj_ = DeviceBuffer<float>(size_t(E_));
@@ -483,6 +498,8 @@ public:
         a.s.h = h_.get();
         a.s.qkv = qkv_.get();
         a.s.part = part_.get();
+        a.s.attn = attn_.get();
+        a.s.head_done = head_done_.get();
         a.s.act = act_.get();
         a.s.logits = logits_d_.get();
         a.s.xproj = xproj_.get();
@@ -536,8 +553,8 @@ private:
     int G_, E_, in_dim_, vocab_, vocab0_;
     MegaLaunch grid_;
     DeviceBuffer<uint16_t> emb0_, emb_, heads_, mtp_w_;
-    DeviceBuffer<float> mtp_b_, h_, qkv_, part_, act_, logits_d_, xproj_, hidden_d_;
-    DeviceBuffer<int> codes_d_;
+    DeviceBuffer<float> mtp_b_, h_, qkv_, part_, attn_, act_, logits_d_, xproj_, hidden_d_;
+    DeviceBuffer<int> codes_d_, head_done_;
     PinnedBuffer<float> in_;
     PinnedBuffer<int> out_;
     bool broken_ = false;
@@ -551,7 +568,8 @@ private:
 Backends make_backends(const ModelConfig& config, const ModelWeights& weights, const CudaOptions& options) {
     if (device_count() <= 0)
         throw GpuError("no CUDA GPU found", "use --device cpu, or --device auto to fall back to the CPU");
-    QTTS_CHECK(options.max_chunks >= 1 && options.max_chunks <= 64, "max_chunks {} out of range", options.max_chunks);
+    QTTS_CHECK(options.max_chunks >= 1 && options.max_chunks <= kMaxChunks, "max_chunks {} out of range",
+               options.max_chunks);
     Backends b;
     b.talker = std::make_unique<CudaTalker>(config, weights, options);
     b.predictor = std::make_unique<CudaPredictor>(config, weights, options);

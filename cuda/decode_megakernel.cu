@@ -40,7 +40,7 @@ QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int head
     p.att_k = take(hd * 4);
     p.att_v = take(hd * 4);
     p.att_w = take(kWarps * (2 + hd) * 4);
-    p.cw = take(2 * head_chunks * 4);
+    p.cw = take((2 + hd) * 4 + 0 * head_chunks);
     p.lg = take(vocab_sample * 4);
     p.cidx = take(vocab_sample * 4);
     p.cval = take(vocab_sample * 4);
@@ -260,44 +260,60 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
                 vc[size_t(pos) * kv_dim + kvh * hd + d] = sm.att_v[d];
             }
         }
+        float* r = sm.cw;  // (max, sum, acc[hd]) of this chunk
         attend_block(sm.att_q, hd, scale, kc + kvh * hd, vc + kvh * hd, kv_dim, j0, j1, pos, sm.att_k, sm.att_v,
-                     sm.att_w, sc.part + size_t(h * max_chunks + c) * (2 + hd), pre);
+                     sm.att_w, r, pre);
+        if (n_chunks == 1) {
+            for (int d = threadIdx.x; d < hd; d += blockDim.x) __stcg(sc.attn + h * hd + d, r[2 + d] / r[1]);
+            continue;
+        }
+        float* slot = sc.part + size_t(h * max_chunks + c) * (2 + hd);
+        for (int i = threadIdx.x; i < 2 + hd; i += blockDim.x) __stcg(slot + i, r[i]);
+        // The last chunk of head h to finish combines all of them (fixed chunk order: deterministic).
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            __threadfence();
+            const int done = atomicAdd(sc.head_done + h, 1);
+            *g.fail = done == n_chunks - 1;  // reused as a CTA-wide flag; barrier() rewrites it
+            if (done == n_chunks - 1) {
+                __threadfence();
+                sc.head_done[h] = 0;
+            }
+        }
+        __syncthreads();
+        if (*g.fail) {
+            const float* ph = sc.part + size_t(h) * max_chunks * (2 + hd);
+            for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+                float m[kMaxChunks], l[kMaxChunks], acc[kMaxChunks];
+#pragma unroll
+                for (int q = 0; q < kMaxChunks; ++q) {
+                    const bool ok = q < n_chunks;
+                    m[q] = ok ? __ldcg(ph + q * (2 + hd)) : -INFINITY;
+                    l[q] = ok ? __ldcg(ph + q * (2 + hd) + 1) : 0.0f;
+                    acc[q] = ok ? __ldcg(ph + q * (2 + hd) + 2 + d) : 0.0f;
+                }
+                float M = -INFINITY;
+#pragma unroll
+                for (int q = 0; q < kMaxChunks; ++q) M = fmaxf(M, m[q]);
+                float L = 0.0f, o = 0.0f;
+#pragma unroll
+                for (int q = 0; q < kMaxChunks; ++q) {
+                    const float w = m[q] == -INFINITY ? 0.0f : expf(m[q] - M);
+                    L = fmaf(l[q], w, L);
+                    o = fmaf(acc[q], w, o);
+                }
+                __stcg(sc.attn + h * hd + d, o / L);
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) *g.fail = 0;
     }
 }
 
-// [combine partials + O-proj + residual]: h[r] = (layer 0 ? x0 : h)[r] + Wo[r] · attn.
-__device__ void phase_oproj(const StackDev& st, VecIn residual_in, int n_chunks, int max_chunks,
-                            const MegaScratch& sc, const Smem& sm, const Pre& p) {
-    const int hd = st.head_dim, q_dim = st.q_dim(), nh = st.n_head;
-    float* cw = sm.cw;               // [n_head][n_chunks]: weight of each chunk's partial, scaled by 1 / L
-    float* ls = sm.cw + nh * n_chunks;  // [n_head][n_chunks]: each chunk's softmax sum
-    for (int i = threadIdx.x; i < nh * n_chunks; i += blockDim.x) {
-        const int h = i / n_chunks, c = i - h * n_chunks;
-        cw[i] = __ldcg(sc.part + size_t(h * max_chunks + c) * (2 + hd));
-        ls[i] = __ldcg(sc.part + size_t(h * max_chunks + c) * (2 + hd) + 1);
-    }
-    __syncthreads();
-    for (int h = threadIdx.x; h < nh; h += blockDim.x) {
-        float M = -INFINITY;
-        for (int c = 0; c < n_chunks; ++c) M = fmaxf(M, cw[h * n_chunks + c]);
-        float Lsum = 0.0f;
-        for (int c = 0; c < n_chunks; ++c) {
-            const float mc = cw[h * n_chunks + c];
-            const float w = mc == -INFINITY ? 0.0f : expf(mc - M);
-            cw[h * n_chunks + c] = w;
-            Lsum = fmaf(ls[h * n_chunks + c], w, Lsum);
-        }
-        for (int c = 0; c < n_chunks; ++c) cw[h * n_chunks + c] /= Lsum;
-    }
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < q_dim; idx += blockDim.x) {
-        const int h = idx / hd, d = idx - h * hd;
-        const float* ph = sc.part + size_t(h) * max_chunks * (2 + hd) + 2 + d;
-        float a = 0.0f;
-        for (int c = 0; c < n_chunks; ++c) a = fmaf(__ldcg(ph + c * (2 + hd)), cw[h * n_chunks + c], a);
-        sm.xs[perm_index(idx, q_dim)] = a;
-    }
-    __syncthreads();
+// [O-proj + residual]: h[r] = (layer 0 ? x0 : h)[r] + Wo[r] · attn.
+__device__ void phase_oproj(const StackDev& st, VecIn residual_in, const MegaScratch& sc, const Smem& sm,
+                            const Pre& p) {
+    load_to_perm(VecIn{sc.attn, nullptr}, st.q_dim(), sm.xs);
     matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
     for (int i = threadIdx.x; i < p.src.n; i += blockDim.x)
         __stcg(sc.h + p.r0 + i, __fadd_rn(residual_in(p.r0 + i), sm.res[i]));
@@ -346,7 +362,7 @@ __device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n
         phase_attention(g, st, l, pos, n_chunks, max_chunks, sc, sm);
         preload_o(p, st, L, g);
         if (!g.barrier()) return false;
-        phase_oproj(st, in, n_chunks, max_chunks, sc, sm, p);
+        phase_oproj(st, in, sc, sm, p);
         preload_gateup(p, st, L, g);
         if (!g.barrier()) return false;
         phase_gateup(st, L, sc, sm, p);
@@ -482,13 +498,19 @@ __device__ float block_kth_largest(const float* v, int n, int k, int* ired) {
 }
 
 // sample_token of core/sampler.cpp on lg (shared, modified): temperature → top-k → top-p → inverse CDF draw.
-__device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u) {
+__device__ __forceinline__ void stamp(unsigned long long* sub, int k) {
+    if (sub && threadIdx.x == 0) sub[2 * k] = global_ns();
+}
+
+__device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
     float* lg = sm.lg;
     if (!s.do_sample) return block_argmax(lg, n, sm.red, sm.ired);
     for (int i = threadIdx.x; i < n; i += blockDim.x) lg[i] = lg[i] / s.temperature;
     __syncthreads();
     if (s.top_k > 0 && s.top_k < n) {
+        stamp(sub, 2);
         const float kth = block_kth_largest(lg, n, s.top_k, sm.ired);
+        stamp(sub, 3);
         for (int i = threadIdx.x; i < n; i += blockDim.x)
             if (lg[i] < kth) lg[i] = -INFINITY;
         __syncthreads();
@@ -529,6 +551,7 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
         }
         __syncthreads();
     }
+    stamp(sub, 4);
     float mloc = -INFINITY;
     for (int i = threadIdx.x; i < n; i += blockDim.x) mloc = fmaxf(mloc, lg[i]);
     const float mx = block_max(mloc, sm.red);
@@ -542,6 +565,7 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
         if (p > 0.0) sm.cidx[off] = i, sm.cp[off] = p, ++off;
     }
     __syncthreads();
+    stamp(sub, 5);
     if (threadIdx.x == 0) {
         double total = 0.0;
         for (int r = 0; r < m; ++r) total += sm.cp[r];
@@ -558,6 +582,7 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
         total_s[2] = pick;
     }
     __syncthreads();
+    stamp(sub, 6);
     const int pick = total_s[2];
     __syncthreads();
     return pick;
@@ -617,6 +642,9 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
         phase_head(g, st, a.s.logits, nullptr, a.s, sm, p);
         if (t + 1 < G) preload_pass_start(p, a, g);
         QTTS_GRID_BARRIER(g);
+        unsigned long long* sub =
+            a.sync.trace && g.cta == 0 ? a.sync.trace + size_t(a.sync.trace_cap - 8) * 2 : nullptr;
+        stamp(sub, 0);
         for (int i = threadIdx.x; i < V; i += blockDim.x) sm.lg[i] = __ldcg(a.s.logits + i);
         __syncthreads();
         if (threadIdx.x == 0 && a.sampler.repetition_penalty != 1.0f) {
@@ -632,7 +660,9 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
         }
         __syncthreads();
         const double u = counter_uniform(a.sampler.seed, 1ull + unsigned(t), a.sampler.frame);
-        const int code = block_sample(sm, V, a.sampler, u);
+        stamp(sub, 1);
+        const int code = block_sample(sm, V, a.sampler, u, sub);
+        stamp(sub, 7);
         if (threadIdx.x == 0) sm.codes[t] = code;
         __syncthreads();
     }

@@ -16,31 +16,56 @@ constexpr int kGemmPos = 32;      // positions per block
 constexpr int kGemmK = 64;        // reduction tile
 constexpr int kGemmThreads = 128; // thread = one weight row × 8 positions
 
-// y[t][r] (+)= Σ_k x[t][k] · W[r][k]
-__global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const GemmArgs a) {
+// Partial products of one K range: y_part[t][r] = Σ_{k in range} x[t][k] · W[r][k]. The next tile's global
+// loads are issued before the current tile is consumed (register double buffering). With split-K the
+// partials go to `part` [splits][n][R] and gemm_reduce_kernel adds them in split order (deterministic).
+__global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const GemmArgs a, int k_per_split, float* part) {
     __shared__ float ws[kGemmRows][kGemmK + 1];
     __shared__ float xs[kGemmPos][kGemmK + 1];
     const int r_base = blockIdx.x * kGemmRows, t_base = blockIdx.y * kGemmPos;
     const int r = threadIdx.x % kGemmRows, tg = threadIdx.x / kGemmRows;  // tg: 0..3 → positions tg*8 .. +7
-    float acc[8] = {};
-    for (int k0 = 0; k0 < a.K; k0 += kGemmK) {
-        // weights: 32 rows × 64 columns = 256 chunks of 8 bf16, two per thread
-        for (int c = threadIdx.x; c < kGemmRows * kGemmK / 8; c += kGemmThreads) {
+    const int k_begin = blockIdx.z * k_per_split, k_end = min(a.K, k_begin + k_per_split);
+    constexpr int kWChunks = kGemmRows * kGemmK / 8 / kGemmThreads;  // 2 × 16 bytes of weights per thread
+    constexpr int kXVals = kGemmPos * kGemmK / kGemmThreads;         // 16 activations per thread
+    uint4 wreg[kWChunks];
+    float xreg[kXVals];
+    const auto load = [&](int k0) {
+#pragma unroll
+        for (int q = 0; q < kWChunks; ++q) {
+            const int c = threadIdx.x + q * kGemmThreads;
             const int rr = c / (kGemmK / 8), kk = (c % (kGemmK / 8)) * 8;
             const int gr = r_base + rr, gk = k0 + kk;
-            uint4 w = make_uint4(0, 0, 0, 0);
-            if (gr < a.R && gk < a.K) w = ld_weight(reinterpret_cast<const uint4*>(a.w + size_t(gr) * a.K + gk));
+            wreg[q] = gr < a.R && gk < k_end ? ld_weight(reinterpret_cast<const uint4*>(a.w + size_t(gr) * a.K + gk))
+                                             : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int q = 0; q < kXVals; ++q) {
+            const int c = threadIdx.x + q * kGemmThreads;
+            const int tt = c / kGemmK, kk = c % kGemmK;
+            const int gt = t_base + tt, gk = k0 + kk;
+            xreg[q] = gt < a.n && gk < k_end ? a.x[size_t(gt) * a.ldx + gk] : 0.0f;
+        }
+    };
+    float acc[8] = {};
+    load(k_begin);
+    for (int k0 = k_begin; k0 < k_end; k0 += kGemmK) {
+#pragma unroll
+        for (int q = 0; q < kWChunks; ++q) {
+            const int c = threadIdx.x + q * kGemmThreads;
+            const int rr = c / (kGemmK / 8), kk = (c % (kGemmK / 8)) * 8;
+            const uint4 w = wreg[q];
             ws[rr][kk + 0] = bf16_lo(w.x), ws[rr][kk + 1] = bf16_hi(w.x);
             ws[rr][kk + 2] = bf16_lo(w.y), ws[rr][kk + 3] = bf16_hi(w.y);
             ws[rr][kk + 4] = bf16_lo(w.z), ws[rr][kk + 5] = bf16_hi(w.z);
             ws[rr][kk + 6] = bf16_lo(w.w), ws[rr][kk + 7] = bf16_hi(w.w);
         }
-        for (int c = threadIdx.x; c < kGemmPos * kGemmK; c += kGemmThreads) {
-            const int tt = c / kGemmK, kk = c % kGemmK;
-            const int gt = t_base + tt, gk = k0 + kk;
-            xs[tt][kk] = gt < a.n && gk < a.K ? a.x[size_t(gt) * a.ldx + gk] : 0.0f;
+#pragma unroll
+        for (int q = 0; q < kXVals; ++q) {
+            const int c = threadIdx.x + q * kGemmThreads;
+            xs[c / kGemmK][c % kGemmK] = xreg[q];
         }
         __syncthreads();
+        if (k0 + kGemmK < k_end) load(k0 + kGemmK);
 #pragma unroll 8
         for (int kk = 0; kk < kGemmK; ++kk) {
             const float w = ws[r][kk];
@@ -55,9 +80,23 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const GemmArgs 
     for (int j = 0; j < 8; ++j) {
         const int gt = t_base + tg * 8 + j;
         if (gt >= a.n) continue;
-        float* y = a.y + size_t(gt) * a.ldy + gr;
-        *y = a.accumulate ? __fadd_rn(*y, acc[j]) : acc[j];
+        if (part) {
+            part[(size_t(blockIdx.z) * a.n + gt) * a.R + gr] = acc[j];
+        } else {
+            float* y = a.y + size_t(gt) * a.ldy + gr;
+            *y = a.accumulate ? __fadd_rn(*y, acc[j]) : acc[j];
+        }
     }
+}
+
+__global__ void gemm_reduce_kernel(const GemmArgs a, int splits, const float* part) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= a.n * a.R) return;
+    const int t = i / a.R, r = i - t * a.R;
+    float v = 0.0f;
+    for (int z = 0; z < splits; ++z) v += part[(size_t(z) * a.n + t) * a.R + r];
+    float* y = a.y + size_t(t) * a.ldy + r;
+    *y = a.accumulate ? __fadd_rn(*y, v) : v;
 }
 
 __global__ void __launch_bounds__(kMegaThreads) rms_norm_rows_kernel(const float* x, int ldx, const float* w, float* y,
@@ -73,7 +112,7 @@ __global__ void __launch_bounds__(kMegaThreads) rms_norm_rows_kernel(const float
 }
 
 // grid (n, n_head + n_kv_head), one warp per head vector.
-__global__ void qk_norm_rope_append_kernel(const StackDev st, int layer, float* qkv, int pos0) {
+__global__ void qk_norm_rope_append_kernel(const __grid_constant__ StackDev st, int layer, float* qkv, int pos0) {
     extern __shared__ float v[];
     const int t = blockIdx.x, hh = blockIdx.y, hd = st.head_dim, half = hd / 2;
     const int q_dim = st.q_dim(), kv_dim = st.kv_dim(), width = q_dim + 2 * kv_dim, pos = pos0 + t;
@@ -98,7 +137,7 @@ __global__ void qk_norm_rope_append_kernel(const StackDev st, int layer, float* 
 
 // grid (n, n_head), 512 threads: query (t, h) over keys 0 .. pos0 + t.
 __global__ void __launch_bounds__(kMegaThreads)
-    attention_prefill_kernel(const StackDev st, int layer, const float* qkv, int pos0, float* out) {
+    attention_prefill_kernel(const __grid_constant__ StackDev st, int layer, const float* qkv, int pos0, float* out) {
     extern __shared__ float sh[];
     const int t = blockIdx.x, h = blockIdx.y, hd = st.head_dim;
     const int q_dim = st.q_dim(), kv_dim = st.kv_dim(), width = q_dim + 2 * kv_dim;
@@ -128,9 +167,31 @@ __global__ void silu_mul_kernel(const float* gate, const float* up, float* act, 
 
 void launch_gemm_bf16(const GemmArgs& a, cudaStream_t stream) {
     if (a.n <= 0 || a.R <= 0) return;
-    const dim3 grid((a.R + kGemmRows - 1) / kGemmRows, (a.n + kGemmPos - 1) / kGemmPos);
-    gemm_bf16_kernel<<<grid, kGemmThreads, 0, stream>>>(a);
+    static int n_sm = [] {
+        int dev = 0, n = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+        return n > 0 ? n : 1;
+    }();
+    const int bx = (a.R + kGemmRows - 1) / kGemmRows, by = (a.n + kGemmPos - 1) / kGemmPos;
+    // Split K until there are about four blocks per SM (each split keeps >= 4 K tiles).
+    int splits = 1;
+    while (bx * by * splits < 4 * n_sm && a.K / (splits * 2) >= 4 * kGemmK) splits *= 2;
+    int k_per_split = 0;
+    const auto fit = [&] {
+        k_per_split = (a.K / splits + kGemmK - 1) / kGemmK * kGemmK;
+        splits = (a.K + k_per_split - 1) / k_per_split;
+    };
+    fit();
+    while (splits > 1 && size_t(splits) * a.n * a.R > a.part_cap) --splits, fit();
+    float* part = splits > 1 ? a.part : nullptr;
+    gemm_bf16_kernel<<<dim3(bx, by, splits), kGemmThreads, 0, stream>>>(a, k_per_split, part);
     QTTS_CUDA_CHECK(cudaGetLastError());
+    if (splits > 1) {
+        const int total = a.n * a.R;
+        gemm_reduce_kernel<<<(total + 255) / 256, 256, 0, stream>>>(a, splits, part);
+        QTTS_CUDA_CHECK(cudaGetLastError());
+    }
 }
 
 void launch_rms_norm_rows(const float* x, int ldx, const float* w, float* y, int ldy, int n, int E, float eps,

@@ -22,9 +22,10 @@ __device__ __forceinline__ float bf16_hi(uint32_t v) { return __uint_as_float(v 
 __device__ __forceinline__ float bf16_at(const uint16_t* p, int i) { return __uint_as_float(uint32_t(p[i]) << 16); }
 
 // Weights never change during a launch: read-only path, no L1 allocation (each byte is used once per step).
+// volatile: the load must be issued where it is written (before a grid barrier), not sunk to its first use.
 __device__ __forceinline__ uint4 ld_weight(const uint4* p) {
     uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
         : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
         : "l"(p));
     return r;
@@ -93,12 +94,13 @@ struct VecIn {
 constexpr int kMaxNormPerThread = 4;  // n_embd <= 4 * kMegaThreads (checked at construction)
 __device__ __forceinline__ void norm_to_perm(VecIn in, const float* w, int E, float eps, float* xs, float* red,
                                              float* out = nullptr) {
-    float v[kMaxNormPerThread];
+    float v[kMaxNormPerThread], wv[kMaxNormPerThread];
     float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < kMaxNormPerThread; ++k) {
         const int i = threadIdx.x + k * blockDim.x;
         v[k] = i < E ? in(i) : 0.0f;
+        wv[k] = i < E ? w[i] : 0.0f;
         ss = fmaf(v[k], v[k], ss);
     }
     ss = block_sum(ss, red);
@@ -107,7 +109,7 @@ __device__ __forceinline__ void norm_to_perm(VecIn in, const float* w, int E, fl
     for (int k = 0; k < kMaxNormPerThread; ++k) {
         const int i = threadIdx.x + k * blockDim.x;
         if (i < E) {
-            const float y = w[i] * (v[k] * inv);
+            const float y = wv[k] * (v[k] * inv);
             xs[perm_index(i, E)] = y;
             if (out) out[i] = y;
         }
@@ -274,16 +276,28 @@ __device__ __forceinline__ void prefetch_rows(const uint16_t* w, int R, int K, i
 // One warp: v (shared, [hd]) = RoPE(w ⊙ v / rms(v)) with the fp32 cos/sin rows of its position.
 __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, int hd, float eps, const float* cs,
                                                const float* sn) {
-    const int lane = threadIdx.x & 31;
+    const int lane = threadIdx.x & 31, half = hd >> 1;
+    float wr[kMaxHeadDim / 32], cr[kMaxHeadDim / 64 + 1], sr[kMaxHeadDim / 64 + 1];
+#pragma unroll
+    for (int i = 0; i < kMaxHeadDim / 32; ++i) wr[i] = lane + 32 * i < hd ? w[lane + 32 * i] : 0.0f;
+#pragma unroll
+    for (int i = 0; i < kMaxHeadDim / 64 + 1; ++i) {
+        cr[i] = lane + 32 * i < half ? cs[lane + 32 * i] : 0.0f;
+        sr[i] = lane + 32 * i < half ? sn[lane + 32 * i] : 0.0f;
+    }
     float ss = 0.0f;
     for (int d = lane; d < hd; d += 32) ss = fmaf(v[d], v[d], ss);
     ss = warp_sum(ss);
     const float inv = 1.0f / sqrtf(ss / float(hd) + eps);
-    for (int d = lane; d < hd; d += 32) v[d] = w[d] * (v[d] * inv);
+#pragma unroll
+    for (int i = 0; i < kMaxHeadDim / 32; ++i)
+        if (lane + 32 * i < hd) v[lane + 32 * i] = wr[i] * (v[lane + 32 * i] * inv);
     __syncwarp();
-    const int half = hd >> 1;
-    for (int j = lane; j < half; j += 32) {
-        const float x1 = v[j], x2 = v[j + half], c = cs[j], s = sn[j];
+#pragma unroll
+    for (int i = 0; i < kMaxHeadDim / 64 + 1; ++i) {
+        const int j = lane + 32 * i;
+        if (j >= half) continue;
+        const float x1 = v[j], x2 = v[j + half], c = cr[i], s = sr[i];
         v[j] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
         v[j + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
     }

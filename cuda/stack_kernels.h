@@ -17,6 +17,8 @@ namespace qtts::cuda {
 #endif
 
 constexpr int kMegaThreads = 512;  // threads per CTA of the persistent kernels (16 warps)
+constexpr int kMaxChunks = 8;      // attention chunks per head in a decode step
+constexpr int kMaxLayers = 32;     // per-layer pointers travel in the kernel parameters (constant bank)
 constexpr int kMaxHeadDim = 128;   // attention keeps head_dim / 32 values per lane in registers
 
 struct LayerDev {
@@ -34,7 +36,7 @@ struct LayerDev {
 struct StackDev {
     int n_layer = 0, n_embd = 0, n_ff = 0, n_head = 0, n_kv_head = 0, head_dim = 0;
     float eps = 1e-6f;
-    const LayerDev* layers = nullptr;  // device array [n_layer]
+    LayerDev layers[kMaxLayers];       // [n_layer] used
     const float* final_norm = nullptr; // [E]
     float* k_cache = nullptr;          // [n_layer][capacity][kv_dim] post-norm, post-RoPE keys
     float* v_cache = nullptr;          // [n_layer][capacity][kv_dim] raw values
@@ -51,6 +53,8 @@ struct MegaScratch {
     float* h = nullptr;       // [E] residual stream
     float* qkv = nullptr;     // [q_dim + 2 kv_dim]
     float* part = nullptr;    // [n_head][max_chunks][2 + hd] attention partials (max, sum, acc)
+    float* attn = nullptr;    // [q_dim] attention output (partials combined by the last CTA of each head)
+    int* head_done = nullptr; // [n_head] chunks finished in this layer; reset to 0 by the combining CTA
     float* act = nullptr;     // [F] SwiGLU output
     float* logits = nullptr;  // [vocab] (predictor: per-codebook logits read back by every CTA)
     float* xproj = nullptr;   // [E] small_to_mtp_projection output (1.7B predictor)
@@ -126,6 +130,8 @@ struct GemmArgs {
     float* y = nullptr;           // [n, R] row stride ldy
     int n = 0, R = 0, K = 0, ldx = 0, ldy = 0;
     int accumulate = 0;           // 1: y += x·Wᵀ, 0: y = x·Wᵀ
+    float* part = nullptr;        // split-K scratch (may be null: no split)
+    size_t part_cap = 0;          // its size in floats
 };
 void launch_gemm_bf16(const GemmArgs& args, cudaStream_t stream);
 // y[t] = w ⊙ x[t] / rms(x[t]) for n rows of width E (row strides ldx / ldy).
