@@ -45,7 +45,7 @@ QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int head
     p.cidx = take(vocab_sample * 4);
     p.cval = take(vocab_sample * 4);
     p.cp = take(vocab_sample * 8);
-    p.sorted = take(vocab_sample * 4);
+    p.sorted = take((vocab_sample > 0 ? (vocab_sample > 1024 ? vocab_sample : 1024) : 0) * 4);
     p.codes = take((n_groups + 4) * 4);
     p.total = o;
     return p;
@@ -242,6 +242,10 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         const bool has_new = j1 == npos;
         KeyRegs pre;  // cached keys do not depend on this step: load them while q is being normalized
         attend_preload(kc + kvh * hd, vc + kvh * hd, kv_dim, hd, j0, j1, pos, pre);
+        const int warp = threadIdx.x >> 5;
+        NormRopeRegs nr;
+        if (warp == 0) norm_rope_load(nr, L.q_norm, hd, cs, sn);
+        if (warp == 1 && has_new) norm_rope_load(nr, L.k_norm, hd, cs, sn);
         for (int d = threadIdx.x; d < hd; d += blockDim.x) {
             sm.att_q[d] = __ldcg(sc.qkv + h * hd + d);
             if (has_new) {
@@ -250,9 +254,8 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
             }
         }
         __syncthreads();
-        const int warp = threadIdx.x >> 5;
-        if (warp == 0) norm_rope_warp(sm.att_q, L.q_norm, hd, st.eps, cs, sn);
-        if (warp == 1 && has_new) norm_rope_warp(sm.att_k, L.k_norm, hd, st.eps, cs, sn);
+        if (warp == 0) norm_rope_apply(sm.att_q, nr, hd, st.eps);
+        if (warp == 1 && has_new) norm_rope_apply(sm.att_k, nr, hd, st.eps);
         __syncthreads();
         if (has_new && h % group == 0) {
             for (int d = threadIdx.x; d < hd; d += blockDim.x) {
@@ -261,16 +264,14 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
             }
         }
         float* r = sm.cw;  // (max, sum, acc[hd]) of this chunk
+        float* slot = n_chunks == 1 ? nullptr : sc.part + size_t(h * max_chunks + c) * (2 + hd);
         attend_block(sm.att_q, hd, scale, kc + kvh * hd, vc + kvh * hd, kv_dim, j0, j1, pos, sm.att_k, sm.att_v,
-                     sm.att_w, r, pre);
+                     sm.att_w, r, pre, slot);
         if (n_chunks == 1) {
             for (int d = threadIdx.x; d < hd; d += blockDim.x) __stcg(sc.attn + h * hd + d, r[2 + d] / r[1]);
             continue;
         }
-        float* slot = sc.part + size_t(h * max_chunks + c) * (2 + hd);
-        for (int i = threadIdx.x; i < 2 + hd; i += blockDim.x) __stcg(slot + i, r[i]);
         // The last chunk of head h to finish combines all of them (fixed chunk order: deterministic).
-        __syncthreads();
         if (threadIdx.x == 0) {
             __threadfence();
             const int done = atomicAdd(sc.head_done + h, 1);
@@ -477,24 +478,58 @@ __device__ int block_argmax(const float* v, int n, float* red, int* ired) {
     return ri >= n ? 0 : ri;
 }
 
-// The k-th largest value (with multiplicity) of v[0, n): bitwise search over order-preserving keys.
-__device__ float block_kth_largest(const float* v, int n, int k, int* ired) {
-    unsigned prefix = 0;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (int b = 31; b >= 0; --b) {
-        const unsigned cand = prefix | (1u << b);
-        int cnt = 0;
-        for (int i = threadIdx.x; i < n; i += blockDim.x) cnt += order_key(v[i]) >= cand;
-        cnt = __reduce_add_sync(kFull, cnt);
-        int* buf = ired + (b & 1) * kWarps;
-        if (lane == 0) buf[warp] = cnt;
-        __syncthreads();
-        int tot = 0;
-        for (int w = 0; w < kWarps; ++w) tot += buf[w];
-        if (tot >= k) prefix = cand;
-    }
+// The k-th largest value (with multiplicity) of v[0, n): radix select over order-preserving keys, 8 bits a
+// pass, with warp-aggregated shared-memory histograms. hist: shared [4][256] ints; sel: shared [2] ints.
+__device__ float block_kth_largest(const float* v, int n, int k, int* hist, int* sel) {
+    for (int i = threadIdx.x; i < 4 * 256; i += blockDim.x) hist[i] = 0;
+    if (threadIdx.x == 0) sel[0] = 0, sel[1] = k;
     __syncthreads();
-    return key_value(prefix);
+    const int lane = threadIdx.x & 31;
+    for (int pass = 0; pass < 4; ++pass) {
+        const int shift = 24 - 8 * pass;
+        const unsigned prefix = unsigned(sel[0]);
+        int* h = hist + pass * 256;
+        for (int base = 0; base < n; base += blockDim.x) {
+            const int i = base + threadIdx.x;
+            const unsigned key = i < n ? order_key(v[i]) : 0u;
+            const bool match = i < n && (pass == 0 || (key >> (shift + 8)) == (prefix >> (shift + 8)));
+            const unsigned active = __ballot_sync(kFull, match);
+            if (match) {
+                const unsigned digit = (key >> shift) & 255u;
+                const unsigned same = __match_any_sync(active, digit);
+                if (lane == __ffs(same) - 1) atomicAdd(h + digit, __popc(same));
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            // Digits from 255 down: lane l owns digits 255 - 8l .. 248 - 8l.
+            const int need = sel[1];
+            int c[8], sum = 0;
+#pragma unroll
+            for (int q = 0; q < 8; ++q) sum += (c[q] = h[255 - 8 * lane - q]);
+            int incl = sum;
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const int y = __shfl_up_sync(kFull, incl, o);
+                if (lane >= o) incl += y;
+            }
+            const int excl = incl - sum;
+            if (excl < need && incl >= need) {
+                int cum = excl;
+#pragma unroll
+                for (int q = 0; q < 8; ++q) {
+                    if (cum + c[q] >= need) {
+                        sel[0] = int(prefix | (unsigned(255 - 8 * lane - q) << shift));
+                        sel[1] = need - cum;
+                        break;
+                    }
+                    cum += c[q];
+                }
+            }
+        }
+        __syncthreads();
+    }
+    return key_value(unsigned(sel[0]));
 }
 
 // sample_token of core/sampler.cpp on lg (shared, modified): temperature → top-k → top-p → inverse CDF draw.
@@ -509,7 +544,7 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
     __syncthreads();
     if (s.top_k > 0 && s.top_k < n) {
         stamp(sub, 2);
-        const float kth = block_kth_largest(lg, n, s.top_k, sm.ired);
+        const float kth = block_kth_largest(lg, n, s.top_k, sm.sorted, sm.ired + 2 * kWarps + 8);
         stamp(sub, 3);
         for (int i = threadIdx.x; i < n; i += blockDim.x)
             if (lg[i] < kth) lg[i] = -INFINITY;

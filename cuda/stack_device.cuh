@@ -117,8 +117,22 @@ __device__ __forceinline__ void norm_to_perm(VecIn in, const float* w, int E, fl
     __syncthreads();
 }
 
+// xs (permuted) = x; all loads of a thread are issued before the first store (one round trip to L2).
 __device__ __forceinline__ void load_to_perm(VecIn in, int K, float* xs) {
-    for (int i = threadIdx.x; i < K; i += blockDim.x) xs[perm_index(i, K)] = in(i);
+    constexpr int kBatch = 8;
+    for (int base = 0; base < K; base += kBatch * blockDim.x) {
+        float v[kBatch];
+#pragma unroll
+        for (int k = 0; k < kBatch; ++k) {
+            const int i = base + threadIdx.x + k * blockDim.x;
+            v[k] = i < K ? in(i) : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < kBatch; ++k) {
+            const int i = base + threadIdx.x + k * blockDim.x;
+            if (i < K) xs[perm_index(i, K)] = v[k];
+        }
+    }
     __syncthreads();
 }
 
@@ -273,35 +287,47 @@ __device__ __forceinline__ void prefetch_rows(const uint16_t* w, int R, int K, i
     if (r1 > r0) prefetch_l2(w + size_t(r0) * K, size_t(r1 - r0) * K * 2);
 }
 
-// One warp: v (shared, [hd]) = RoPE(w ⊙ v / rms(v)) with the fp32 cos/sin rows of its position.
-__device__ __forceinline__ void norm_rope_warp(float* v, const float* w, int hd, float eps, const float* cs,
+// Per-lane operands of one head's RMSNorm + RoPE (norm weights, cos/sin of the position), loaded early.
+struct NormRopeRegs {
+    float w[kMaxHeadDim / 32], c[kMaxHeadDim / 64 + 1], s[kMaxHeadDim / 64 + 1];
+};
+__device__ __forceinline__ void norm_rope_load(NormRopeRegs& r, const float* w, int hd, const float* cs,
                                                const float* sn) {
     const int lane = threadIdx.x & 31, half = hd >> 1;
-    float wr[kMaxHeadDim / 32], cr[kMaxHeadDim / 64 + 1], sr[kMaxHeadDim / 64 + 1];
 #pragma unroll
-    for (int i = 0; i < kMaxHeadDim / 32; ++i) wr[i] = lane + 32 * i < hd ? w[lane + 32 * i] : 0.0f;
+    for (int i = 0; i < kMaxHeadDim / 32; ++i) r.w[i] = lane + 32 * i < hd ? w[lane + 32 * i] : 0.0f;
 #pragma unroll
     for (int i = 0; i < kMaxHeadDim / 64 + 1; ++i) {
-        cr[i] = lane + 32 * i < half ? cs[lane + 32 * i] : 0.0f;
-        sr[i] = lane + 32 * i < half ? sn[lane + 32 * i] : 0.0f;
+        r.c[i] = lane + 32 * i < half ? cs[lane + 32 * i] : 0.0f;
+        r.s[i] = lane + 32 * i < half ? sn[lane + 32 * i] : 0.0f;
     }
+}
+// One warp: v (shared, [hd]) = RoPE(w ⊙ v / rms(v)), rotate-half pairing (d, d + hd/2).
+__device__ __forceinline__ void norm_rope_apply(float* v, const NormRopeRegs& r, int hd, float eps) {
+    const int lane = threadIdx.x & 31, half = hd >> 1;
     float ss = 0.0f;
     for (int d = lane; d < hd; d += 32) ss = fmaf(v[d], v[d], ss);
     ss = warp_sum(ss);
     const float inv = 1.0f / sqrtf(ss / float(hd) + eps);
 #pragma unroll
     for (int i = 0; i < kMaxHeadDim / 32; ++i)
-        if (lane + 32 * i < hd) v[lane + 32 * i] = wr[i] * (v[lane + 32 * i] * inv);
+        if (lane + 32 * i < hd) v[lane + 32 * i] = r.w[i] * (v[lane + 32 * i] * inv);
     __syncwarp();
 #pragma unroll
     for (int i = 0; i < kMaxHeadDim / 64 + 1; ++i) {
         const int j = lane + 32 * i;
         if (j >= half) continue;
-        const float x1 = v[j], x2 = v[j + half], c = cr[i], s = sr[i];
+        const float x1 = v[j], x2 = v[j + half], c = r.c[i], s = r.s[i];
         v[j] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
         v[j + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
     }
     __syncwarp();
+}
+__device__ __forceinline__ void norm_rope_warp(float* v, const float* w, int hd, float eps, const float* cs,
+                                               const float* sn) {
+    NormRopeRegs r;
+    norm_rope_load(r, w, hd, cs, sn);
+    norm_rope_apply(v, r, hd, eps);
 }
 
 // K/V rows of the first key a warp handles (j0 + warp), loaded before the query is ready.
@@ -329,7 +355,7 @@ __device__ __forceinline__ void attend_preload(const float* kbase, const float* 
 __device__ __forceinline__ void attend_block(const float* q, int hd, float scale, const float* kbase,
                                              const float* vbase, int stride, int j0, int j1, int jnew,
                                              const float* knew, const float* vnew, float* wbuf, float* out,
-                                             const KeyRegs& pre) {
+                                             const KeyRegs& pre, float* gout = nullptr) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float qr[kDimsPerLane], acc[kDimsPerLane];
 #pragma unroll
@@ -381,6 +407,10 @@ __device__ __forceinline__ void attend_block(const float* q, int hd, float scale
         }
         if (d == 0) out[0] = M, out[1] = L;
         out[2 + d] = a;
+        if (gout) {
+            if (d == 0) __stcg(gout, M), __stcg(gout + 1, L);
+            __stcg(gout + 2 + d, a);
+        }
     }
     __syncthreads();
 }
