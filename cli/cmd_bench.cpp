@@ -145,8 +145,7 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
             j["metrics"][x.name] = {{"unit", x.unit}, {"samples", x.samples}, {"min", s.min}, {"median", s.median},
                                     {"p90", s.p90}, {"mean", s.mean}, {"stddev", s.stddev}};
         }
-        std::ofstream out(o.json_out);
-        if (!(out << j.dump(1) << "\n")) throw OutputError(fmt::format("cannot write {}", o.json_out));
+        write_json_file(o.json_out, j);
     }
 }
 

@@ -73,10 +73,7 @@ void run_parity_command(const CommonOptions& common, ParityOptions o) {
     }
     fmt::print("\n{}\n", report.failures.empty() ? "PASS" : "FAIL");
     for (const auto& f : report.failures) fmt::print("  {}\n", f);
-    if (!o.json_out.empty()) {
-        std::ofstream out(o.json_out);
-        if (!(out << to_json(report).dump(1) << "\n")) throw OutputError(fmt::format("cannot write {}", o.json_out));
-    }
+    if (!o.json_out.empty()) write_json_file(o.json_out, to_json(report));
     if (!report.failures.empty())
         throw CheckFailed(fmt::format("parity failed: {}", report.failures.front()),
                           "see the report above; relax a threshold only if the difference is expected (e.g. bf16 vs fp32)");

@@ -163,10 +163,7 @@ void run_profile(const CommonOptions& common, const ProfileOptions& o) {
     }
     fmt::print("\n{} path(s) slower than {:.0f}% of steady state on first use after warmup\n", failures, 100 * (1 + o.tolerance));
     report["failures"] = failures;
-    if (!o.json_out.empty()) {
-        std::ofstream out(o.json_out);
-        if (!(out << report.dump(1) << "\n")) throw OutputError(fmt::format("cannot write {}", o.json_out));
-    }
+    if (!o.json_out.empty()) write_json_file(o.json_out, report);
 }
 
 }  // namespace

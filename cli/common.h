@@ -7,6 +7,7 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 namespace qtts::cli {
 
@@ -21,6 +22,9 @@ std::filesystem::path resolve_model_dir(const CommonOptions& common);
 
 // The text argument, else the contents of `file` ("-" = stdin), else stdin when it is not a terminal.
 std::string read_text_input(const std::string& text, const std::string& file);
+
+// Writes `j` (indented) to `path`; throws OutputError naming the path.
+void write_json_file(const std::string& path, const nlohmann::json& j);
 
 // Set by SIGINT/SIGTERM once install_signal_handlers() ran.
 extern std::atomic<int> g_signal;

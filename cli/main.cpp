@@ -66,6 +66,12 @@ std::filesystem::path resolve_model_dir(const CommonOptions& common) {
                      "Qwen/Qwen3-TTS-12Hz-0.6B-Base)");
 }
 
+void write_json_file(const std::string& path, const nlohmann::json& j) {
+    std::ofstream out(path);
+    if (!(out << j.dump(1) << "\n"))
+        throw OutputError(fmt::format("cannot write {}", path), "check that the directory exists and is writable");
+}
+
 std::string read_text_input(const std::string& text, const std::string& file) {
     if (!text.empty() && !file.empty()) throw InputError("give the text either as an argument or with -f, not both");
     if (!text.empty() && text != "-") return text;

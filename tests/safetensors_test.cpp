@@ -14,11 +14,10 @@ namespace {
 
 // Builds a file image: u64 header length, header JSON, `data_bytes` zero bytes.
 std::vector<uint8_t> make_file(const std::string& header, size_t data_bytes, int64_t claimed_len = -1) {
-    std::vector<uint8_t> out(8);
+    std::vector<uint8_t> out(8 + header.size() + data_bytes, 0);
     uint64_t n = claimed_len >= 0 ? uint64_t(claimed_len) : header.size();
     for (int i = 0; i < 8; ++i) out[size_t(i)] = uint8_t(n >> (8 * i));
-    out.insert(out.end(), header.begin(), header.end());
-    out.resize(out.size() + data_bytes, 0);
+    std::memcpy(out.data() + 8, header.data(), header.size());
     return out;
 }
 
