@@ -252,6 +252,10 @@ public:
                                    a.cycle / a.n / 1e3);
         }
         report_ += fmt::format("sum of cycles: {:.1f} us over {} barriers\n", total, nb);
+        if (at(0, kCap - 9, 0) > 0) {
+            const double ns = at(0, kCap - 9, 0) - at(0, 0, 1), cycles = at(0, kCap - 9, 1) - at(0, 0, 0);
+            report_ += fmt::format("launch: {:.1f} us on CTA 0, SM clock {:.0f} MHz\n", ns / 1e3, cycles / ns * 1e3);
+        }
         if (at(0, kCap - 8, 0) > 0) {
             report_ += "sampler steps (last codebook, CTA 0, us):";
             for (int k = 1; k < 8; ++k)

@@ -94,8 +94,9 @@ struct Grid {
         if (threadIdx.x == 0) {
             const unsigned target = epoch * unsigned(n_cta);
             const unsigned long long t0 = global_ns();
-            __threadfence();
-            atomicAdd(sync.counter, 1u);
+            // Release: this CTA's writes (ordered by the __syncthreads above) before the arrival; the acquire
+            // loads below order the other CTAs' writes before our reads (CUTLASS generic-barrier pattern).
+            asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(sync.counter), "r"(1u) : "memory");
             int failed = 0;
             for (unsigned spin = 1;; ++spin) {
                 if (int(ld_acquire(sync.counter) - target) >= 0) break;
@@ -112,7 +113,6 @@ struct Grid {
                     }
                 }
             }
-            __threadfence();
             *fail = failed;
             if (sync.trace && nb + 1 < sync.trace_cap) {
                 unsigned long long* t = sync.trace + (size_t(cta) * sync.trace_cap + nb + 1) * 2;
@@ -126,7 +126,13 @@ struct Grid {
     }
     // Called once at the end by every CTA: CTA 0 records the epoch for the next launch.
     __device__ void finish() const {
-        if (cta == 0 && threadIdx.x == 0) *sync.epoch = epoch;
+        if (cta == 0 && threadIdx.x == 0) {
+            *sync.epoch = epoch;
+            if (sync.trace) {  // SM clock over the launch: (ns, cycles) at the end vs the start
+                sync.trace[size_t(sync.trace_cap - 9) * 2] = global_ns();
+                sync.trace[size_t(sync.trace_cap - 9) * 2 + 1] = clock64();
+            }
+        }
     }
 };
 
@@ -389,7 +395,10 @@ __device__ Grid make_grid(const GridSync& sync, int* fail_flag) {
     g.n_cta = gridDim.x;
     g.epoch = *(volatile unsigned*)sync.epoch;
     g.fail = fail_flag;
-    if (sync.trace && threadIdx.x == 0) sync.trace[size_t(g.cta) * sync.trace_cap * 2 + 1] = global_ns();
+    if (sync.trace && threadIdx.x == 0) {
+        sync.trace[size_t(g.cta) * sync.trace_cap * 2 + 1] = global_ns();
+        if (g.cta == 0) sync.trace[0] = clock64();
+    }
     return g;
 }
 
