@@ -77,6 +77,7 @@ struct MegaLaunch {
     int n_cta = 0;           // co-resident CTAs (cooperative launch)
     size_t smem = 0;         // dynamic shared memory per CTA
     int max_chunks = 8;      // attention split of one head over the context (partials buffer stride)
+    int n_slots = 0;         // 32 KB weight-ring slots in shared memory
 };
 
 struct TalkerStepArgs {
