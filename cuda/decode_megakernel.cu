@@ -293,7 +293,8 @@ __device__ void ring_issue(Ring& r, const Stream& sp, const Grid& g) {
         const uint32_t row_bytes = uint32_t(ph.K) * 2;
         char* dst = r.slots + size_t(r.issued % r.n_slots) * kSlotBytes;
         const uint32_t bar = smem_u32(r.bars + r.issued % r.n_slots);
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        // No proxy fence: the slot's last generic reads are ordered before this point by the __syncthreads
+        // that precedes every release (as in CUTLASS's TMA pipelines, where an mbarrier orders them).
         asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(uint32_t(i1 - i0) * row_bytes)
                      : "memory");
         if (i0 < ph.n_a) {
