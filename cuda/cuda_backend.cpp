@@ -256,6 +256,16 @@ public:
             const double ns = at(0, kCap - 9, 0) - at(0, 0, 1), cycles = at(0, kCap - 9, 1) - at(0, 0, 0);
             report_ += fmt::format("launch: {:.1f} us on CTA 0, SM clock {:.0f} MHz\n", ns / 1e3, cycles / ns * 1e3);
         }
+        if (at(0, kCap - 40, 0) > 0) {
+            const char* kinds[5] = {"qkv", "o-proj", "gate/up", "down", "head"};
+            report_ += "weight phase steps (last of each kind, CTA 0, us: prep, wait, matvec, release, epilogue):\n";
+            for (int k = 0; k < 5; ++k) {
+                report_ += fmt::format("  {:<8}", kinds[k]);
+                for (int j = 1; j < 6; ++j)
+                    report_ += fmt::format(" {:6.2f}", (at(0, kCap - 40 + 6 * k + j, 0) - at(0, kCap - 40 + 6 * k + j - 1, 0)) / 1e3);
+                report_ += "\n";
+            }
+        }
         if (at(0, kCap - 8, 0) > 0) {
             report_ += "sampler steps (last codebook, CTA 0, us):";
             for (int k = 1; k < 8; ++k)

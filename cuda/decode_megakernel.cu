@@ -90,6 +90,7 @@ struct Grid {
     unsigned epoch = 0;  // barriers completed so far, counting every earlier launch
     int* fail = nullptr; // shared flag
     int nb = 0;          // barriers of this launch so far (trace slot)
+    unsigned long long* sub = nullptr;  // CTA 0 with tracing: sub-phase stamps of weight phases
 
     // All CTAs arrive, then all leave. False when the watchdog fired (then every CTA must return).
     __device__ bool barrier() {
@@ -417,11 +418,19 @@ template <class Prep, class Epi>
 __device__ __forceinline__ void weight_phase(Ring& r, const Stream& sp, int& w, const Grid& g, const Smem& sm,
                                              Prep prep, Epi epi) {
     const WeightPhase ph = sp.phase(w, g);
+    // Sub-phase stamps (trace): slot base by phase kind (QKV, O, gate/up, down, head).
+    unsigned long long* st = g.sub ? g.sub + 2 * 6 * (w >= 4 * sp.st->n_layer ? 4 : w % 4) : nullptr;
+    if (st && threadIdx.x == 0) st[0] = global_ns();
     prep();  // activation loads overlap the wait for the weights
+    if (st && threadIdx.x == 0) st[2] = global_ns();
     const int first = ring_acquire(r, sp, ph, g);
+    if (st && threadIdx.x == 0) st[4] = global_ns();
     matvec_ring(r, first, ph, sm.xs, sm.part, sm.res);
+    if (st && threadIdx.x == 0) st[6] = global_ns();
     ring_release(r, sp, ph, g);
+    if (st && threadIdx.x == 0) st[8] = global_ns();
     epi(ph);
+    if (st && threadIdx.x == 0) st[10] = global_ns();
     ++w;
 }
 
@@ -582,6 +591,7 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
                                          st.head_dim, 0, 0, n_slots);
     const Smem sm = carve(smem_raw, plan, 0);
     Grid g = make_grid(a.sync, &fail_flag);
+    if (a.sync.trace && g.cta == 0) g.sub = a.sync.trace + size_t(a.sync.trace_cap - 40) * 2;
     Stream sp;
     sp.st = &st;
     sp.head_from = 0;
