@@ -16,7 +16,10 @@ namespace qtts::cuda {
 #define QTTS_HD
 #endif
 
-constexpr int kMegaThreads = 512;  // threads per CTA of the persistent kernels (16 warps)
+#ifndef QTTS_MEGA_THREADS
+#define QTTS_MEGA_THREADS 512
+#endif
+constexpr int kMegaThreads = QTTS_MEGA_THREADS;  // threads per CTA of the persistent kernels
 constexpr int kMaxChunks = 8;      // attention chunks per head in a decode step
 constexpr int kMaxLayers = 32;     // per-layer pointers travel in the kernel parameters (constant bank)
 constexpr int kMaxHeadDim = 128;   // attention keeps head_dim / 32 values per lane in registers
