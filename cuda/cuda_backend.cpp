@@ -64,7 +64,7 @@ public:
     explicit DeviceStack(const DecoderStackWeights& w) {
         const auto& c = w.config;
         if (c.n_embd % 8 || c.n_ff % 8 || c.q_dim() % 8 || c.head_dim % 2 || c.head_dim > kMaxHeadDim ||
-            c.n_embd > 2048 || c.n_layer > kMaxLayers ||
+            c.n_embd > 4 * kMegaThreads || c.n_layer > kMaxLayers ||
             c.n_kv_head <= 0 || c.n_head % c.n_kv_head)
             throw GpuError(fmt::format("the CUDA backend does not support this decoder shape (n_embd {}, n_ff {}, "
                                        "heads {}/{}, head_dim {})",

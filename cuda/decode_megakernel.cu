@@ -3,7 +3,6 @@
 // [norm+QKV] | [q/k-norm, RoPE, KV append, attention partials] | [combine+O-proj+residual] |
 // [norm+gate/up+SiLU] | [down+residual], separated by grid barriers on monotonic counters owned by the
 // backend instance (never reset). A spin watchdog sets sync.error and ends the launch instead of hanging.
-#include <algorithm>
 #include <cstdio>
 
 #include "cuda/cuda_check.h"
@@ -18,39 +17,36 @@ using namespace dev;
 
 // ---- shared-memory plan (bytes; every region 16-byte aligned) ----
 struct SmemPlan {
-    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, cw, lg, cidx, cp, codes, bars, ring, total;
+    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, cw, lg, cidx, cval, cp, sorted, codes, total;
 };
 
 QTTS_HD inline int align16(int x) { return (x + 15) & ~15; }
 
-constexpr int kSlotBytes = 32768;  // one weight-ring slot (a TMA bulk copy of whole rows)
-
-// n_slots = 0 gives the size of everything but the ring.
-QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int vocab_sample, int n_groups, int n_slots) {
+QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int head_chunks, int vocab_sample,
+                                       int n_groups) {
     SmemPlan p{};
     int o = 0;
-    const auto take = [&](int bytes, int align) {
-        o = (o + align - 1) / align * align;
+    const auto take = [&](int bytes) {
         const int at = o;
         o += align16(bytes);
         return at;
     };
-    p.xs = take(max_k * 4, 16);
-    p.part = take(rows_max * 8 * 4, 16);
-    p.res = take(rows_max * 4, 16);
-    p.red = take(kWarps * 4, 16);
-    p.ired = take(2 * kWarps * 4 + 64, 16);
-    p.att_q = take(hd * 4, 16);
-    p.att_k = take(hd * 4, 16);
-    p.att_v = take(hd * 4, 16);
-    p.att_w = take(kWarps * (2 + hd) * 4, 16);
-    p.cw = take((2 + hd) * 4, 16);
-    p.lg = take(vocab_sample * 4, 16);
-    p.cidx = take((vocab_sample > 0 ? (vocab_sample > 1024 ? vocab_sample : 1024) : 0) * 4, 16);
-    p.cp = take(vocab_sample * 8, 16);  // also holds the top-p scratch (values, order) before the draw
-    p.codes = take((n_groups + 4) * 4, 16);
-    p.bars = take(8 * 8, 16);
-    p.ring = take(n_slots * kSlotBytes, 128);
+    p.xs = take(max_k * 4);
+    p.part = take(rows_max * 8 * 4);
+    p.res = take(rows_max * 4);
+    p.red = take(kWarps * 4);
+    p.ired = take(2 * kWarps * 4 + 64);
+    p.att_q = take(hd * 4);
+    p.att_k = take(hd * 4);
+    p.att_v = take(hd * 4);
+    p.att_w = take(kWarps * (2 + hd) * 4);
+    p.cw = take((2 + hd) * 4 + 0 * head_chunks);
+    p.lg = take(vocab_sample * 4);
+    p.cidx = take(vocab_sample * 4);
+    p.cval = take(vocab_sample * 4);
+    p.cp = take(vocab_sample * 8);
+    p.sorted = take((vocab_sample > 0 ? (vocab_sample > 1024 ? vocab_sample : 1024) : 0) * 4);
+    p.codes = take((n_groups + 4) * 4);
     p.total = o;
     return p;
 }
@@ -90,7 +86,6 @@ struct Grid {
     unsigned epoch = 0;  // barriers completed so far, counting every earlier launch
     int* fail = nullptr; // shared flag
     int nb = 0;          // barriers of this launch so far (trace slot)
-    unsigned long long* sub = nullptr;  // CTA 0 with tracing: sub-phase stamps of weight phases
 
     // All CTAs arrive, then all leave. False when the watchdog fired (then every CTA must return).
     __device__ bool barrier() {
@@ -151,14 +146,12 @@ struct Smem {
     int* ired;
     float *att_q, *att_k, *att_v, *att_w, *cw, *lg;
     int* cidx;
-    float* cval;  // top-p scratch, aliases cp
+    float* cval;
     double* cp;
-    int *sorted, *codes;  // sorted: top-p scratch, aliases cp; cidx doubles as the radix histograms
-    unsigned long long* bars;
-    char* ring;
+    int *sorted, *codes;
 };
 
-__device__ Smem carve(char* base, const SmemPlan& p, int vocab_sample) {
+__device__ Smem carve(char* base, const SmemPlan& p) {
     Smem s;
     s.xs = reinterpret_cast<float*>(base + p.xs);
     s.part = reinterpret_cast<float*>(base + p.part);
@@ -172,269 +165,71 @@ __device__ Smem carve(char* base, const SmemPlan& p, int vocab_sample) {
     s.cw = reinterpret_cast<float*>(base + p.cw);
     s.lg = reinterpret_cast<float*>(base + p.lg);
     s.cidx = reinterpret_cast<int*>(base + p.cidx);
+    s.cval = reinterpret_cast<float*>(base + p.cval);
     s.cp = reinterpret_cast<double*>(base + p.cp);
-    s.cval = reinterpret_cast<float*>(base + p.cp);
-    s.sorted = reinterpret_cast<int*>(base + p.cp) + vocab_sample;
+    s.sorted = reinterpret_cast<int*>(base + p.sorted);
     s.codes = reinterpret_cast<int*>(base + p.codes);
-    s.bars = reinterpret_cast<unsigned long long*>(base + p.bars);
-    s.ring = base + p.ring;
     return s;
 }
 
-// ---- weight stream: TMA bulk copies into a ring of shared-memory slots ----
-// Every weight byte a CTA needs in a launch forms one ordered stream: its row share of each weight phase
-// (QKV, O, gate+up, down per layer, then the head; the predictor repeats this per position), cut into
-// chunks of whole rows of at most kSlotBytes. Thread 0 issues chunks as slots free up (after each phase),
-// so HBM streams the next phases' weights through attention, barriers and sampling. Each slot has an
-// mbarrier (expect-tx); chunk q lives in slot q % n_slots and completes phase parity (q / n_slots) & 1.
+// ---- phases of one layer (all CTAs; each works on its own rows / items) ----
+// A weight phase is split in two: `*_rows` + matvec_preload issue this CTA's weight loads into registers
+// (done before the grid barrier that precedes the phase, so HBM latency overlaps the barrier), then the
+// phase body prepares the activation vector in shared memory and finishes the dot products.
 
-struct WeightPhase {  // this CTA's rows of one weight phase: row i = a + i·K for i < n_a, else b + (i - n_a)·K
-    const uint16_t* a = nullptr;
-    const uint16_t* b = nullptr;
-    int n_a = 0, n = 0, K = 0, r0 = 0;
+struct Pre {  // weights of the next phase, in flight or in registers
+    RowSrc src;
+    MatvecPlan plan;
+    WeightRegs regs;
+    int r0 = 0;
 };
 
-__device__ __forceinline__ WeightPhase cta_phase(const uint16_t* w, int R, int K, const Grid& g) {
+__device__ __forceinline__ RowSrc rows_of(const uint16_t* w, int R, int K, const Grid& g, int& r0) {
     int r1;
-    WeightPhase p;
-    cta_rows(R, g.cta, g.n_cta, p.r0, r1);
-    p.a = w + size_t(p.r0) * K;
-    p.n_a = p.n = r1 - p.r0;
-    p.K = K;
-    return p;
+    cta_rows(R, g.cta, g.n_cta, r0, r1);
+    RowSrc s;
+    s.a = w + size_t(r0) * K;
+    s.n_a = s.n = r1 - r0;
+    s.K = K;
+    return s;
 }
 
-// Kind k of layer L: 0 QKV, 1 O, 2 gate+up, 3 down.
-__device__ __forceinline__ WeightPhase layer_phase(const StackDev& st, int layer, int kind, const Grid& g) {
-    const LayerDev& L = st.layers[layer];
-    const int E = st.n_embd;
-    if (kind == 0) return cta_phase(L.wqkv, st.q_dim() + 2 * st.kv_dim(), E, g);
-    if (kind == 1) return cta_phase(L.wo, E, st.q_dim(), g);
-    if (kind == 3) return cta_phase(L.w_down, E, st.n_ff, g);
-    WeightPhase p = cta_phase(L.w_gate, st.n_ff, E, g);
-    p.b = L.w_up + size_t(p.r0) * E;
-    p.n = 2 * p.n_a;
-    return p;
+__device__ __forceinline__ void preload(Pre& p, const RowSrc& src, int r0) {
+    p.src = src;
+    p.r0 = r0;
+    p.plan = matvec_preload(src, p.regs);
 }
 
-// The weight stream of one launch. Talker: 4 phases per layer, then the codec head. Predictor, per position
-// t: [mtp projection], 4 per layer, then (t >= 1) lm_head[t-1].
-struct Stream {
-    const StackDev* st = nullptr;
-    int n_pass = 1;                   // positions (predictor) or 1 (talker)
-    int head_from = 0;                // first pass with a head
-    const uint16_t* head = nullptr;   // talker: codec_head; predictor: lm_head[0] (pass t uses head + (t-1)·V·E)
-    int head_rows = 0;
-    const uint16_t* mtp_w = nullptr;  // predictor projection [E, in_dim] or null
-    int in_dim = 0;
-
-    __device__ int per_pass(int t) const { return (mtp_w ? 1 : 0) + 4 * st->n_layer + (t >= head_from ? 1 : 0); }
-    __device__ int total() const {
-        int n = 0;
-        for (int t = 0; t < n_pass; ++t) n += per_pass(t);
-        return n;
-    }
-    __device__ WeightPhase phase(int w, const Grid& g) const {
-        int t = 0;
-        while (w >= per_pass(t)) w -= per_pass(t++);
-        if (mtp_w) {
-            if (w == 0) return cta_phase(mtp_w, st->n_embd, in_dim, g);
-            --w;
-        }
-        if (w < 4 * st->n_layer) return layer_phase(*st, w / 4, w % 4, g);
-        const int pass_head = t - head_from;
-        return cta_phase(head + size_t(pass_head) * head_rows * st->n_embd, head_rows, st->n_embd, g);
-    }
-};
-
-__device__ __forceinline__ int rows_per_chunk(int K) {
-    const int r = kSlotBytes / (K * 2);
-    return r > 0 ? r : 1;
+__device__ __forceinline__ void preload_qkv(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
+    int r0;
+    const RowSrc s = rows_of(L.wqkv, st.q_dim() + 2 * st.kv_dim(), st.n_embd, g, r0);
+    preload(p, s, r0);
 }
-[[maybe_unused]] __device__ __forceinline__ uint32_t smem_u32(const void* p) {
-    return uint32_t(__cvta_generic_to_shared(p));
+__device__ __forceinline__ void preload_o(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
+    int r0;
+    const RowSrc s = rows_of(L.wo, st.n_embd, st.q_dim(), g, r0);
+    preload(p, s, r0);
+}
+__device__ __forceinline__ void preload_gateup(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
+    int r0;
+    RowSrc s = rows_of(L.w_gate, st.n_ff, st.n_embd, g, r0);
+    s.b = L.w_up + size_t(r0) * st.n_embd;
+    s.n = 2 * s.n_a;
+    preload(p, s, r0);
+}
+__device__ __forceinline__ void preload_down(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
+    int r0;
+    const RowSrc s = rows_of(L.w_down, st.n_embd, st.n_ff, g, r0);
+    preload(p, s, r0);
 }
 
-struct Ring {
-    char* slots = nullptr;
-    unsigned long long* bars = nullptr;
-    int n_slots = 0;
-    int consumed = 0;                         // chunks consumed (every thread keeps the same count)
-    int issued = 0, w_cur = 0, row_cur = 0;   // producer cursor (thread 0)
-    int w_total = 0;
-};
-
-__device__ void ring_init(Ring& r, const Smem& sm, int n_slots, int w_total) {
-    r.slots = sm.ring;
-    r.bars = sm.bars;
-    r.n_slots = n_slots;
-    r.w_total = w_total;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < n_slots; ++i)
-            asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(r.bars + i)), "r"(1) : "memory");
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
-#endif
-    __syncthreads();
+// [norm + QKV]: qkv[r] for this CTA's rows of [q_dim + 2 kv_dim].
+__device__ void phase_qkv(const StackDev& st, const LayerDev& L, VecIn in, const MegaScratch& sc, const Smem& sm,
+                          const Pre& p) {
+    norm_to_perm(in, L.input_norm, st.n_embd, st.eps, sm.xs, sm.red);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) __stcg(sc.qkv + p.r0 + i, sm.res[i]);
 }
-
-// Thread 0: issues chunks while slots are free (call after a phase released its chunks).
-__device__ void ring_issue(Ring& r, const Stream& sp, const Grid& g) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (threadIdx.x != 0) return;
-    while (r.issued < r.consumed + r.n_slots && r.w_cur < r.w_total) {
-        const WeightPhase ph = sp.phase(r.w_cur, g);
-        if (r.row_cur >= ph.n) {
-            ++r.w_cur;
-            r.row_cur = 0;
-            continue;
-        }
-        const int i0 = r.row_cur, i1 = min(ph.n, i0 + rows_per_chunk(ph.K));
-        const uint32_t row_bytes = uint32_t(ph.K) * 2;
-        char* dst = r.slots + size_t(r.issued % r.n_slots) * kSlotBytes;
-        const uint32_t bar = smem_u32(r.bars + r.issued % r.n_slots);
-        // No proxy fence: the slot's last generic reads are ordered before this point by the __syncthreads
-        // that precedes every release (as in CUTLASS's TMA pipelines, where an mbarrier orders them).
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(uint32_t(i1 - i0) * row_bytes)
-                     : "memory");
-        if (i0 < ph.n_a) {
-            const int e = min(i1, ph.n_a);
-            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                         ::"r"(smem_u32(dst)), "l"(ph.a + size_t(i0) * ph.K), "r"(uint32_t(e - i0) * row_bytes), "r"(bar)
-                         : "memory");
-        }
-        if (i1 > ph.n_a) {
-            const int s0 = max(i0, ph.n_a);
-            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                         ::"r"(smem_u32(dst + size_t(s0 - i0) * row_bytes)), "l"(ph.b + size_t(s0 - ph.n_a) * ph.K),
-                         "r"(uint32_t(i1 - s0) * row_bytes), "r"(bar)
-                         : "memory");
-        }
-        ++r.issued;
-        r.row_cur = i1;
-    }
-#else
-    (void)r, (void)sp, (void)g;
-#endif
-}
-
-// Waits until every chunk of phase `ph` (the next one in stream order) is in shared memory; returns the
-// index of its first chunk. Before Hopper the CTA copies the rows itself here.
-__device__ int ring_acquire(Ring& r, const Stream& sp, const WeightPhase& ph, const Grid& g) {
-    const int rpc = rows_per_chunk(ph.K), nch = (ph.n + rpc - 1) / rpc, first = r.consumed;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    ring_issue(r, sp, g);
-    const unsigned long long t0 = global_ns();
-    for (int q = first; q < first + nch; ++q) {
-        const uint32_t bar = smem_u32(r.bars + q % r.n_slots), parity = uint32_t(q / r.n_slots) & 1u;
-        for (unsigned spin = 1;; ++spin) {
-            uint32_t done;
-            asm volatile(
-                "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-                : "=r"(done)
-                : "r"(bar), "r"(parity)
-                : "memory");
-            if (done) break;
-            if ((spin & 1023u) == 0 && global_ns() - t0 > g.sync.timeout_ns) {
-                if (threadIdx.x == 0) atomicExch(g.sync.error, 2);
-                __trap();
-            }
-        }
-    }
-#else
-    (void)sp, (void)g, (void)nch;
-    const int cpr = ph.K >> 3;
-    for (int c = threadIdx.x; c < ph.n * cpr; c += blockDim.x) {
-        const int i = c / cpr, k = c - i * cpr;
-        const uint16_t* src = i < ph.n_a ? ph.a + size_t(i) * ph.K : ph.b + size_t(i - ph.n_a) * ph.K;
-        const int q = first + i / rpc;
-        uint4* dst = reinterpret_cast<uint4*>(r.slots + size_t(q % r.n_slots) * kSlotBytes +
-                                              size_t(i % rpc) * ph.K * 2);
-        dst[k] = ld_weight(reinterpret_cast<const uint4*>(src) + k);
-    }
-    __syncthreads();
-#endif
-    return first;
-}
-
-// After a __syncthreads that ends every read of the phase's slots: frees them and refills the ring.
-__device__ __forceinline__ void ring_release(Ring& r, const Stream& sp, const WeightPhase& ph, const Grid& g) {
-    const int rpc = rows_per_chunk(ph.K);
-    r.consumed += (ph.n + rpc - 1) / rpc;
-    ring_issue(r, sp, g);
-}
-
-// res[i] = row i · x for the phase's n rows (in ring chunks from `first`), x permuted in shared memory.
-// Each row is cut into s segments (s divides kWarps, so a warp always owns the same segment and keeps its
-// activation chunks in registers). part: [n·8]. Deterministic: fixed task map, ordered partial sums.
-__device__ void matvec_ring(const Ring& r, int first, const WeightPhase& ph, const float* xs, float* part,
-                            float* res) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n = ph.n, K = ph.K, cpr = K >> 3;
-    const int rpc = rows_per_chunk(K);
-    int s = 1;
-    long long best = 1ll << 60;
-    for (int c = 1; c <= 8; c *= 2) {
-        if (c > 1 && cpr / c < 32) break;
-        const long long cost = (long long)((n * c + kWarps - 1) / kWarps) * ((cpr + c - 1) / c);
-        if (cost < best) best = cost, s = c;
-    }
-    const float4* xa = reinterpret_cast<const float4*>(xs);
-    const float4* xb = xa + cpr;
-    const int seg = warp % s, c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
-    float4 ra[4], rb[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const int c = c0 + lane + 32 * j;
-        ra[j] = c < c1 ? xa[c] : make_float4(0, 0, 0, 0);
-        rb[j] = c < c1 ? xb[c] : make_float4(0, 0, 0, 0);
-    }
-    for (int t = warp; t < n * s; t += kWarps) {
-        const int row = t / s;
-        const int q = first + row / rpc;
-        const uint4* w = reinterpret_cast<const uint4*>(r.slots + size_t(q % r.n_slots) * kSlotBytes +
-                                                        size_t(row % rpc) * K * 2);
-        float acc = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int c = c0 + lane + 32 * j;
-            if (c < c1) acc = dot8(w[c], ra[j], rb[j], acc);
-        }
-        for (int c = c0 + lane + 128; c < c1; c += 32) acc = dot8(w[c], xa[c], xb[c], acc);
-        acc = warp_sum(acc);
-        if (lane == 0) part[t] = acc;
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = 0.0f;
-        for (int g = 0; g < s; ++g) v += part[i * s + g];
-        res[i] = v;
-    }
-    __syncthreads();
-}
-
-// One weight phase: acquire its chunks, prepare the activation vector (prep), matvec, release, epilogue.
-template <class Prep, class Epi>
-__device__ __forceinline__ void weight_phase(Ring& r, const Stream& sp, int& w, const Grid& g, const Smem& sm,
-                                             Prep prep, Epi epi) {
-    const WeightPhase ph = sp.phase(w, g);
-    // Sub-phase stamps (trace): slot base by phase kind (QKV, O, gate/up, down, head).
-    unsigned long long* st = g.sub ? g.sub + 2 * 6 * (w >= 4 * sp.st->n_layer ? 4 : w % 4) : nullptr;
-    if (st && threadIdx.x == 0) st[0] = global_ns();
-    prep();  // activation loads overlap the wait for the weights
-    if (st && threadIdx.x == 0) st[2] = global_ns();
-    const int first = ring_acquire(r, sp, ph, g);
-    if (st && threadIdx.x == 0) st[4] = global_ns();
-    matvec_ring(r, first, ph, sm.xs, sm.part, sm.res);
-    if (st && threadIdx.x == 0) st[6] = global_ns();
-    ring_release(r, sp, ph, g);
-    if (st && threadIdx.x == 0) st[8] = global_ns();
-    epi(ph);
-    if (st && threadIdx.x == 0) st[10] = global_ns();
-    ++w;
-}
-
-// ---- phases without weights ----
 
 // [q/k-norm, RoPE, KV append, attention partials] for items (head, chunk) of the single new position `pos`.
 __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, int pos, int n_chunks,
@@ -507,14 +302,14 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
                 float M = -INFINITY;
 #pragma unroll
                 for (int q = 0; q < kMaxChunks; ++q) M = fmaxf(M, m[q]);
-                float Lsum = 0.0f, o = 0.0f;
+                float L = 0.0f, o = 0.0f;
 #pragma unroll
                 for (int q = 0; q < kMaxChunks; ++q) {
-                    const float wq = m[q] == -INFINITY ? 0.0f : expf(m[q] - M);
-                    Lsum = fmaf(l[q], wq, Lsum);
-                    o = fmaf(acc[q], wq, o);
+                    const float w = m[q] == -INFINITY ? 0.0f : expf(m[q] - M);
+                    L = fmaf(l[q], w, L);
+                    o = fmaf(acc[q], w, o);
                 }
-                __stcg(sc.attn + h * hd + d, o / Lsum);
+                __stcg(sc.attn + h * hd + d, o / L);
             }
         }
         __syncthreads();
@@ -522,47 +317,75 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
     }
 }
 
-// Runs every layer for position `pos` (its input x0). Returns false when a barrier failed.
-__device__ bool run_layers(Grid& g, Ring& r, const Stream& sp, int& w, const StackDev& st, VecIn x0, int pos,
-                           int n_chunks, int max_chunks, const MegaScratch& sc, const Smem& sm) {
+// [O-proj + residual]: h[r] = (layer 0 ? x0 : h)[r] + Wo[r] · attn.
+__device__ void phase_oproj(const StackDev& st, VecIn residual_in, const MegaScratch& sc, const Smem& sm,
+                            const Pre& p) {
+    // The residual rows are loaded together with the activation vector (one round trip to L2, not two).
+    const float resid = int(threadIdx.x) < p.src.n ? residual_in(p.r0 + threadIdx.x) : 0.0f;
+    load_to_perm(VecIn{sc.attn, nullptr}, st.q_dim(), sm.xs);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x)
+        __stcg(sc.h + p.r0 + i, __fadd_rn(i == int(threadIdx.x) ? resid : residual_in(p.r0 + i), sm.res[i]));
+}
+
+// [norm + gate/up + SiLU·up]: act[r] for this CTA's rows of [F].
+__device__ void phase_gateup(const StackDev& st, const LayerDev& L, const MegaScratch& sc, const Smem& sm,
+                             const Pre& p) {
+    norm_to_perm(VecIn{sc.h, nullptr}, L.post_norm, st.n_embd, st.eps, sm.xs, sm.red);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    const int n = p.src.n_a;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float gt = sm.res[i], up = sm.res[n + i];
+        __stcg(sc.act + p.r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up));
+    }
+}
+
+// [down + residual]: h[r] += Wdown[r] · act.
+__device__ void phase_down(const StackDev& st, const MegaScratch& sc, const Smem& sm, const Pre& p) {
+    const float resid = int(threadIdx.x) < p.src.n ? __ldcg(sc.h + p.r0 + threadIdx.x) : 0.0f;
+    load_to_perm(VecIn{sc.act, nullptr}, st.n_ff, sm.xs);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x)
+        __stcg(sc.h + p.r0 + i, __fadd_rn(i == int(threadIdx.x) ? resid : __ldcg(sc.h + p.r0 + i), sm.res[i]));
+}
+
+// [final norm + head]: out[r] = head[r] · norm(h) for this CTA's rows; CTA 0 also stores the normed hidden.
+__device__ void phase_head(const Grid& g, const StackDev& st, float* out, float* hidden_out, const MegaScratch& sc,
+                           const Smem& sm, const Pre& p) {
+    norm_to_perm(VecIn{sc.h, nullptr}, st.final_norm, st.n_embd, st.eps, sm.xs, sm.red,
+                 g.cta == 0 ? hidden_out : nullptr);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) __stcg(out + p.r0 + i, sm.res[i]);
+}
+
+// Runs every layer for one position. On entry `p` holds layer 0's QKV weights (preloaded); on return it holds
+// the rows of `after` (R × K, this CTA's share) preloaded, and the last barrier has been passed.
+// Returns false when a barrier failed (the caller must return).
+__device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n_chunks, int max_chunks,
+                           const MegaScratch& sc, const Smem& sm, Pre& p, const uint16_t* after, int after_rows,
+                           int after_k) {
     for (int l = 0; l < st.n_layer; ++l) {
         const LayerDev& L = st.layers[l];
         const VecIn in = l == 0 ? x0 : VecIn{sc.h, nullptr};
-        // [norm + QKV]
-        weight_phase(
-            r, sp, w, g, sm, [&] { norm_to_perm(in, L.input_norm, st.n_embd, st.eps, sm.xs, sm.red); },
-            [&](const WeightPhase& ph) {
-                for (int i = threadIdx.x; i < ph.n; i += blockDim.x) __stcg(sc.qkv + ph.r0 + i, sm.res[i]);
-            });
+        phase_qkv(st, L, in, sc, sm, p);
         if (!g.barrier()) return false;
         phase_attention(g, st, l, pos, n_chunks, max_chunks, sc, sm);
+        preload_o(p, st, L, g);
         if (!g.barrier()) return false;
-        // [O-proj + residual]
-        weight_phase(
-            r, sp, w, g, sm, [&] { load_to_perm(VecIn{sc.attn, nullptr}, st.q_dim(), sm.xs); },
-            [&](const WeightPhase& ph) {
-                for (int i = threadIdx.x; i < ph.n; i += blockDim.x)
-                    __stcg(sc.h + ph.r0 + i, __fadd_rn(in(ph.r0 + i), sm.res[i]));
-            });
+        phase_oproj(st, in, sc, sm, p);
+        preload_gateup(p, st, L, g);
         if (!g.barrier()) return false;
-        // [norm + gate/up + SiLU·up]
-        weight_phase(
-            r, sp, w, g, sm, [&] { norm_to_perm(VecIn{sc.h, nullptr}, L.post_norm, st.n_embd, st.eps, sm.xs, sm.red); },
-            [&](const WeightPhase& ph) {
-                const int n = ph.n_a;
-                for (int i = threadIdx.x; i < n; i += blockDim.x) {
-                    const float gt = sm.res[i], up = sm.res[n + i];
-                    __stcg(sc.act + ph.r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up));
-                }
-            });
+        phase_gateup(st, L, sc, sm, p);
+        preload_down(p, st, L, g);
         if (!g.barrier()) return false;
-        // [down + residual]
-        weight_phase(
-            r, sp, w, g, sm, [&] { load_to_perm(VecIn{sc.act, nullptr}, st.n_ff, sm.xs); },
-            [&](const WeightPhase& ph) {
-                for (int i = threadIdx.x; i < ph.n; i += blockDim.x)
-                    __stcg(sc.h + ph.r0 + i, __fadd_rn(__ldcg(sc.h + ph.r0 + i), sm.res[i]));
-            });
+        phase_down(st, sc, sm, p);
+        if (l + 1 < st.n_layer) {
+            preload_qkv(p, st, st.layers[l + 1], g);
+        } else {
+            int r0;
+            const RowSrc s = rows_of(after, after_rows, after_k, g, r0);
+            preload(p, s, r0);
+        }
         if (!g.barrier()) return false;
     }
     return true;
@@ -583,35 +406,20 @@ __device__ Grid make_grid(const GridSync& sync, int* fail_flag) {
 }
 
 __global__ void __launch_bounds__(kMegaThreads, 1)
-    talker_step_kernel(const __grid_constant__ TalkerStepArgs a, int max_chunks, int n_slots) {
-    extern __shared__ __align__(128) char smem_raw[];
+    talker_step_kernel(const __grid_constant__ TalkerStepArgs a, int max_chunks) {
+    extern __shared__ __align__(16) char smem_raw[];
     __shared__ int fail_flag;
     const StackDev& st = a.stack;
     const SmemPlan plan = make_smem_plan(max_k_of(st, st.n_embd), rows_max_of(st, a.vocab, st.n_embd, gridDim.x),
-                                         st.head_dim, 0, 0, n_slots);
-    const Smem sm = carve(smem_raw, plan, 0);
+                                         st.head_dim, st.n_head * max_chunks, 0, 0);
+    const Smem sm = carve(smem_raw, plan);
     Grid g = make_grid(a.sync, &fail_flag);
-    if (a.sync.trace && g.cta == 0) g.sub = a.sync.trace + size_t(a.sync.trace_cap - 40) * 2;
-    Stream sp;
-    sp.st = &st;
-    sp.head_from = 0;
-    sp.head = a.head;
-    sp.head_rows = a.vocab;
-    Ring r;
-    ring_init(r, sm, n_slots, sp.total());
-    ring_issue(r, sp, g);
-    int w = 0;
-    if (!run_layers(g, r, sp, w, st, VecIn{a.x0, nullptr}, a.pos, a.n_chunks, max_chunks, a.s, sm)) return;
-    // [final norm + codec head]; CTA 0 also stores the normed hidden.
-    weight_phase(
-        r, sp, w, g, sm,
-        [&] {
-            norm_to_perm(VecIn{a.s.h, nullptr}, st.final_norm, st.n_embd, st.eps, sm.xs, sm.red,
-                         g.cta == 0 ? a.hidden_out : nullptr);
-        },
-        [&](const WeightPhase& ph) {
-            for (int i = threadIdx.x; i < ph.n; i += blockDim.x) __stcg(a.logits_out + ph.r0 + i, sm.res[i]);
-        });
+    Pre p;
+    preload_qkv(p, st, st.layers[0], g);
+    if (!run_layers(g, st, VecIn{a.x0, nullptr}, a.pos, a.n_chunks, max_chunks, a.s, sm, p, a.head, a.vocab,
+                    st.n_embd))
+        return;
+    phase_head(g, st, a.logits_out, a.hidden_out, a.s, sm, p);
     g.finish();
 }
 
@@ -748,7 +556,7 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
     __syncthreads();
     if (s.top_k > 0 && s.top_k < n) {
         stamp(sub, 2);
-        const float kth = block_kth_largest(lg, n, s.top_k, sm.cidx, sm.ired + 2 * kWarps + 8);
+        const float kth = block_kth_largest(lg, n, s.top_k, sm.sorted, sm.ired + 2 * kWarps + 8);
         stamp(sub, 3);
         for (int i = threadIdx.x; i < n; i += blockDim.x)
             if (lg[i] < kth) lg[i] = -INFINITY;
@@ -827,53 +635,59 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
     return pick;
 }
 
+// [mtp projection] (1.7B): xproj[r] = W[r] · x + b[r] for this CTA's rows.
+__device__ void phase_project(const PredictorFrameArgs& a, VecIn x, const Smem& sm, const Pre& p) {
+    load_to_perm(x, a.in_dim, sm.xs);
+    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x)
+        __stcg(a.s.xproj + p.r0 + i, sm.res[i] + a.mtp_b[p.r0 + i]);
+}
+
+// The first phase of a pass: the mtp projection when there is one, else layer 0's QKV.
+__device__ __forceinline__ void preload_pass_start(Pre& p, const PredictorFrameArgs& a, const Grid& g) {
+    if (a.mtp_w) {
+        int r0;
+        const RowSrc s = rows_of(a.mtp_w, a.stack.n_embd, a.in_dim, g, r0);
+        preload(p, s, r0);
+    } else {
+        preload_qkv(p, a.stack, a.stack.layers[0], g);
+    }
+}
+
 __global__ void __launch_bounds__(kMegaThreads, 1)
-    predictor_frame_kernel(const __grid_constant__ PredictorFrameArgs a, int max_chunks, int n_slots) {
-    extern __shared__ __align__(128) char smem_raw[];
+    predictor_frame_kernel(const __grid_constant__ PredictorFrameArgs a, int max_chunks) {
+    extern __shared__ __align__(16) char smem_raw[];
     __shared__ int fail_flag;
     const StackDev& st = a.stack;
-    const int G = a.n_groups, V = a.vocab;
+    const int E = st.n_embd, G = a.n_groups, V = a.vocab, R_qkv = st.q_dim() + 2 * st.kv_dim();
     const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max_of(st, V, a.in_dim, gridDim.x),
-                                         st.head_dim, V, G, n_slots);
-    const Smem sm = carve(smem_raw, plan, V);
+                                         st.head_dim, st.n_head * max_chunks, V, G);
+    const Smem sm = carve(smem_raw, plan);
     Grid g = make_grid(a.sync, &fail_flag);
     if (threadIdx.x == 0) sm.codes[0] = a.code0;
-    Stream sp;
-    sp.st = &st;
-    sp.n_pass = G;
-    sp.head_from = 1;
-    sp.head = a.heads;
-    sp.head_rows = V;
-    sp.mtp_w = a.mtp_w;
-    sp.in_dim = a.in_dim;
-    Ring r;
-    ring_init(r, sm, n_slots, sp.total());
-    ring_issue(r, sp, g);
-    int w = 0;
+    Pre p;
+    preload_pass_start(p, a, g);
+    __syncthreads();
     for (int t = 0; t < G; ++t) {
         // Position t's input: the talker hidden, then codebook t-1 embedded (codebook 0 with the talker table).
         VecIn x = t == 0   ? VecIn{a.talker_hidden, nullptr}
                   : t == 1 ? VecIn{nullptr, a.emb0 + size_t(sm.codes[0]) * a.in_dim}
                            : VecIn{nullptr, a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
-        if (a.mtp_w) {  // [mtp projection] (1.7B): xproj = W · x + b
-            weight_phase(
-                r, sp, w, g, sm, [&] { load_to_perm(x, a.in_dim, sm.xs); },
-                [&](const WeightPhase& ph) {
-                    for (int i = threadIdx.x; i < ph.n; i += blockDim.x)
-                        __stcg(a.s.xproj + ph.r0 + i, sm.res[i] + a.mtp_b[ph.r0 + i]);
-                });
+        if (a.mtp_w) {
+            phase_project(a, x, sm, p);
+            preload_qkv(p, st, st.layers[0], g);
             QTTS_GRID_BARRIER(g);
             x = VecIn{a.s.xproj, nullptr};
         }
-        if (!run_layers(g, r, sp, w, st, x, t, 1, max_chunks, a.s, sm)) return;
+        const uint16_t* head = t >= 1 ? a.heads + size_t(t - 1) * V * E : nullptr;
+        // After the layers: this position's head, or (position 0) the next pass's first weights.
+        const uint16_t* after = head ? head : (a.mtp_w ? a.mtp_w : st.layers[0].wqkv);
+        const int after_rows = head ? V : (a.mtp_w ? E : R_qkv);
+        const int after_k = head ? E : (a.mtp_w ? a.in_dim : E);
+        if (!run_layers(g, st, x, t, 1, max_chunks, a.s, sm, p, after, after_rows, after_k)) return;
         if (t == 0) continue;
-        // [final norm + lm_head[t-1]] → logits, then every CTA samples the same code.
-        weight_phase(
-            r, sp, w, g, sm,
-            [&] { norm_to_perm(VecIn{a.s.h, nullptr}, st.final_norm, st.n_embd, st.eps, sm.xs, sm.red); },
-            [&](const WeightPhase& ph) {
-                for (int i = threadIdx.x; i < ph.n; i += blockDim.x) __stcg(a.s.logits + ph.r0 + i, sm.res[i]);
-            });
+        phase_head(g, st, a.s.logits, nullptr, a.s, sm, p);
+        if (t + 1 < G) preload_pass_start(p, a, g);
         QTTS_GRID_BARRIER(g);
         unsigned long long* sub =
             a.sync.trace && g.cta == 0 ? a.sync.trace + size_t(a.sync.trace_cap - 8) * 2 : nullptr;
@@ -904,9 +718,6 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
     g.finish();
 }
 
-// Largest K of any weight row (a row must fit one ring slot).
-int max_row_k(const StackDev& st, int in_dim) { return std::max(std::max(st.n_embd, st.q_dim()), std::max(st.n_ff, in_dim)); }
-
 template <class Kernel>
 MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, int vocab_sample, int n_groups,
                      int max_chunks) {
@@ -915,31 +726,13 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
     cudaDeviceProp prop{};
     QTTS_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     if (!prop.cooperativeLaunch) throw_gpu_error("this GPU does not support cooperative launches");
-    if (max_row_k(st, in_dim) * 2 > kSlotBytes) throw_gpu_error("a weight row is wider than a decode ring slot");
     MegaLaunch m;
     m.max_chunks = max_chunks;
     m.n_cta = prop.multiProcessorCount;
-    const int rows_max = rows_max_of(st, vocab, in_dim, m.n_cta);
-    const SmemPlan base = make_smem_plan(max_k_of(st, in_dim), rows_max, st.head_dim, vocab_sample, n_groups, 0);
-    const int avail = int(prop.sharedMemPerBlockOptin) - base.total - 1024;
-    m.n_slots = std::min(8, avail / kSlotBytes);
-    // Every phase's share must fit the ring at once: rows per chunk vs rows per CTA.
-    const auto chunks = [&](int rows, int K) {
-        const int rpc = std::max(1, kSlotBytes / (K * 2));
-        return (rows + rpc - 1) / rpc;
-    };
-    const int E = st.n_embd;
-    int need = chunks(ceil_div(st.q_dim() + 2 * st.kv_dim(), m.n_cta), E);
-    need = std::max(need, chunks(ceil_div(E, m.n_cta), st.q_dim()));
-    need = std::max(need, chunks(2 * ceil_div(st.n_ff, m.n_cta), E));
-    need = std::max(need, chunks(ceil_div(E, m.n_cta), st.n_ff));
-    need = std::max(need, chunks(ceil_div(vocab, m.n_cta), E));
-    need = std::max(need, chunks(ceil_div(E, m.n_cta), in_dim));
-    if (m.n_slots < need + 1)
-        throw_gpu_error("decode megakernel: not enough shared memory for the weight ring on this GPU");
-    const SmemPlan plan =
-        make_smem_plan(max_k_of(st, in_dim), rows_max, st.head_dim, vocab_sample, n_groups, m.n_slots);
+    const SmemPlan plan = make_smem_plan(max_k_of(st, in_dim), rows_max_of(st, vocab, in_dim, m.n_cta),
+                                         st.head_dim, st.n_head * max_chunks, vocab_sample, n_groups);
     m.smem = size_t(plan.total);
+    if (m.smem > prop.sharedMemPerBlockOptin) throw_gpu_error("decode megakernel needs more shared memory than this GPU has");
     QTTS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(m.smem)));
     int per_sm = 0;
     QTTS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMegaThreads, m.smem));
@@ -958,15 +751,15 @@ MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int in_dim, int 
 }
 
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream) {
-    int max_chunks = grid.max_chunks, n_slots = grid.n_slots;
-    void* params[] = {const_cast<TalkerStepArgs*>(&args), &max_chunks, &n_slots};
+    int max_chunks = grid.max_chunks;
+    void* params[] = {const_cast<TalkerStepArgs*>(&args), &max_chunks};
     QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(talker_step_kernel), dim3(grid.n_cta),
                                                 dim3(kMegaThreads), params, grid.smem, stream));
 }
 
 void launch_predictor_frame(const PredictorFrameArgs& args, const MegaLaunch& grid, cudaStream_t stream) {
-    int max_chunks = grid.max_chunks, n_slots = grid.n_slots;
-    void* params[] = {const_cast<PredictorFrameArgs*>(&args), &max_chunks, &n_slots};
+    int max_chunks = grid.max_chunks;
+    void* params[] = {const_cast<PredictorFrameArgs*>(&args), &max_chunks};
     QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(predictor_frame_kernel),
                                                 dim3(grid.n_cta), dim3(kMegaThreads), params, grid.smem, stream));
 }

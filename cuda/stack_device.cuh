@@ -91,7 +91,7 @@ struct VecIn {
 
 // xs (permuted) = w ⊙ x / sqrt(mean(x²) + eps); optionally also the natural-order result into `out`.
 // Reads x once (E <= kMaxNormPerThread * blockDim values are kept in registers).
-constexpr int kMaxNormPerThread = 2048 / kMegaThreads;  // n_embd <= 2048 (checked at construction)
+constexpr int kMaxNormPerThread = 4;  // n_embd <= 4 * kMegaThreads (checked at construction)
 __device__ __forceinline__ void norm_to_perm(VecIn in, const float* w, int E, float eps, float* xs, float* red,
                                              float* out = nullptr) {
     float v[kMaxNormPerThread], wv[kMaxNormPerThread];

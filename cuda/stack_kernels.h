@@ -16,10 +16,7 @@ namespace qtts::cuda {
 #define QTTS_HD
 #endif
 
-#ifndef QTTS_MEGA_THREADS
-#define QTTS_MEGA_THREADS 512
-#endif
-constexpr int kMegaThreads = QTTS_MEGA_THREADS;  // threads per CTA of the persistent kernels
+constexpr int kMegaThreads = 512;  // threads per CTA of the persistent kernels (16 warps)
 constexpr int kMaxChunks = 8;      // attention chunks per head in a decode step
 constexpr int kMaxLayers = 32;     // per-layer pointers travel in the kernel parameters (constant bank)
 constexpr int kMaxHeadDim = 128;   // attention keeps head_dim / 32 values per lane in registers
@@ -80,7 +77,6 @@ struct MegaLaunch {
     int n_cta = 0;           // co-resident CTAs (cooperative launch)
     size_t smem = 0;         // dynamic shared memory per CTA
     int max_chunks = 8;      // attention split of one head over the context (partials buffer stride)
-    int n_slots = 0;         // 32 KB weight-ring slots in shared memory
 };
 
 struct TalkerStepArgs {

@@ -3,8 +3,7 @@
 # scripts/device_fetch_debs.sh, carried with the run tool) into a private prefix, configures a CUDA build
 # with tests, builds, runs `ctest -L gpu` and the benchmark. Logs go to $OUT (default /tmp/qtts-out).
 # Usage: bash scripts/device_build_and_test.sh [bench args...]
-#   Env: OUT, BUILD_DIR (build-device), JOBS (nproc), ARCHS (90), SKIP_TESTS=1, SKIP_BENCH=1, NCU=1 (profile),
-#        MEGA_THREADS="512 256" (megakernel CTA sizes: tests use the first, the bench runs each)
+#   Env: OUT, BUILD_DIR (build-device), JOBS (nproc), ARCHS (90), SKIP_TESTS=1, SKIP_BENCH=1, NCU=1 (profile)
 # From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,10 +32,9 @@ gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
 log "device: $(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader 2>/dev/null)"
 log "tools: $(nvcc --version | tail -1); $(cmake --version | head -1); $(g++ --version | head -1)"
 t0=$(date +%s)
-threads_list=(${MEGA_THREADS:-512})
-configure_build() {  # $1: build dir, $2: threads per megakernel CTA
+configure_build() {  # $1: build dir
   cmake -S . -B "$1" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DQTTS_BUILD_TESTS=ON \
-    -DQTTS_CUDA_ARCHITECTURES="${ARCHS:-90}" -DQTTS_MEGA_THREADS="$2" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
+    -DQTTS_CUDA_ARCHITECTURES="${ARCHS:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
     -DCMAKE_PREFIX_PATH="$deps/usr" -Dfmt_DIR="$lib/cmake/fmt" \
     -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json" -DCLI11_DIR="$deps/usr/share/cmake/CLI11" \
     -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include" >"$out/configure.log" 2>&1 \
@@ -44,8 +42,8 @@ configure_build() {  # $1: build dir, $2: threads per megakernel CTA
   cmake --build "$1" -j "${JOBS:-$(nproc)}" --target qtts_cuda_tests bench_cuda_backend >"$out/build.log" 2>&1 \
     || { grep -E "error|Error" "$out/build.log" | head -40; log "build FAILED"; exit 1; }
 }
-configure_build "$build" "${threads_list[0]}"
-log "configured and built in $(( $(date +%s) - t0 )) s (megakernel threads ${threads_list[0]})"
+configure_build "$build"
+log "configured and built in $(( $(date +%s) - t0 )) s"
 
 rc=0
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
@@ -56,12 +54,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   timeout 150 "$build/bench_cuda_backend" "$@" 2>&1 | tee "$out/bench.log"
-  log "bench exit ${PIPESTATUS[0]} (megakernel threads ${threads_list[0]})"
-  for t in "${threads_list[@]:1}"; do
-    configure_build "$build-$t" "$t"
-    timeout 150 "$build-$t/bench_cuda_backend" "$@" 2>&1 | tee "$out/bench_$t.log"
-    log "bench exit ${PIPESTATUS[0]} (megakernel threads $t)"
-  done
+  log "bench exit ${PIPESTATUS[0]}"
 fi
 if [ "${NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
   timeout 100 ncu --clock-control none --kernel-name regex:"talker_step|predictor_frame" --launch-skip 5 --launch-count 2 \
