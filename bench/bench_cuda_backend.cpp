@@ -146,10 +146,10 @@ int main(int argc, char** argv) {
     const double cp_impl_bytes = 16 * 5 * layer_bytes + 15 * head_p;    // this implementation: 16 passes
 
     std::vector<Result> results;
-    std::vector<std::pair<std::string, cuda::CudaOptions>> configs = {{"chunks<=8", {}}};
+    std::vector<std::pair<std::string, cuda::CudaOptions>> configs = {{"default", {}}};
     if (variants) {
         configs.push_back({"traced", {.trace = true}});
-        configs.push_back({"chunks<=4", {.max_chunks = 4}});
+        configs.push_back({"no L2 prefetch", {.l2_prefetch = false}});
     }
 
     std::vector<float> embeds(size_t(std::max(context, prefill_len)) * 1024);

@@ -304,6 +304,7 @@ public:
         logits_ = PinnedBuffer<float>(size_t(vocab_));
         err_ = PinnedBuffer<int>(1);
         grid_ = plan_talker_launch(st, vocab_, o.max_chunks);
+        grid_.l2_prefetch = o.l2_prefetch ? 1 : 0;
         trace_.init(o.trace, grid_.n_cta);
         for (int l = 0; l < st.n_layer; ++l)
             for (int k = 0; k < 5; ++k) trace_cls_.push_back(k);
@@ -487,6 +488,7 @@ public:
         in_ = PinnedBuffer<float>(size_t(in_dim_));
         out_ = PinnedBuffer<int>(size_t(G_) + 1);
         grid_ = plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks);
+        grid_.l2_prefetch = o.l2_prefetch ? 1 : 0;
         trace_.init(o.trace, grid_.n_cta);
         for (int t = 0; t < G_; ++t) {
             if (p.mtp_w) trace_cls_.push_back(6);

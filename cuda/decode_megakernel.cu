@@ -361,20 +361,35 @@ __device__ void phase_head(const Grid& g, const StackDev& st, float* out, float*
 // Runs every layer for one position. On entry `p` holds layer 0's QKV weights (preloaded); on return it holds
 // the rows of `after` (R × K, this CTA's share) preloaded, and the last barrier has been passed.
 // Returns false when a barrier failed (the caller must return).
+// With l2 != 0, each phase first asks the copy engine to pull into L2 the weights that the phase after it will
+// preload into registers, so HBM streams one phase ahead of the register preloads (which then hit L2).
 __device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n_chunks, int max_chunks,
                            const MegaScratch& sc, const Smem& sm, Pre& p, const uint16_t* after, int after_rows,
-                           int after_k) {
+                           int after_k, int l2) {
+    const int E = st.n_embd, F = st.n_ff, Q = st.q_dim(), R_qkv = Q + 2 * st.kv_dim();
     for (int l = 0; l < st.n_layer; ++l) {
         const LayerDev& L = st.layers[l];
         const VecIn in = l == 0 ? x0 : VecIn{sc.h, nullptr};
+        if (l2) prefetch_rows(L.wo, E, Q, g.cta, g.n_cta);
         phase_qkv(st, L, in, sc, sm, p);
         if (!g.barrier()) return false;
+        if (l2) {
+            prefetch_rows(L.w_gate, F, E, g.cta, g.n_cta);
+            prefetch_rows(L.w_up, F, E, g.cta, g.n_cta);
+        }
         phase_attention(g, st, l, pos, n_chunks, max_chunks, sc, sm);
         preload_o(p, st, L, g);
         if (!g.barrier()) return false;
+        if (l2) prefetch_rows(L.w_down, E, F, g.cta, g.n_cta);
         phase_oproj(st, in, sc, sm, p);
         preload_gateup(p, st, L, g);
         if (!g.barrier()) return false;
+        if (l2) {
+            if (l + 1 < st.n_layer)
+                prefetch_rows(st.layers[l + 1].wqkv, R_qkv, E, g.cta, g.n_cta);
+            else if (after)
+                prefetch_rows(after, after_rows, after_k, g.cta, g.n_cta);
+        }
         phase_gateup(st, L, sc, sm, p);
         preload_down(p, st, L, g);
         if (!g.barrier()) return false;
@@ -406,7 +421,7 @@ __device__ Grid make_grid(const GridSync& sync, int* fail_flag) {
 }
 
 __global__ void __launch_bounds__(kMegaThreads, 1)
-    talker_step_kernel(const __grid_constant__ TalkerStepArgs a, int max_chunks) {
+    talker_step_kernel(const __grid_constant__ TalkerStepArgs a, int max_chunks, int l2) {
     extern __shared__ __align__(16) char smem_raw[];
     __shared__ int fail_flag;
     const StackDev& st = a.stack;
@@ -417,7 +432,7 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
     Pre p;
     preload_qkv(p, st, st.layers[0], g);
     if (!run_layers(g, st, VecIn{a.x0, nullptr}, a.pos, a.n_chunks, max_chunks, a.s, sm, p, a.head, a.vocab,
-                    st.n_embd))
+                    st.n_embd, l2))
         return;
     phase_head(g, st, a.logits_out, a.hidden_out, a.s, sm, p);
     g.finish();
@@ -655,7 +670,7 @@ __device__ __forceinline__ void preload_pass_start(Pre& p, const PredictorFrameA
 }
 
 __global__ void __launch_bounds__(kMegaThreads, 1)
-    predictor_frame_kernel(const __grid_constant__ PredictorFrameArgs a, int max_chunks) {
+    predictor_frame_kernel(const __grid_constant__ PredictorFrameArgs a, int max_chunks, int l2) {
     extern __shared__ __align__(16) char smem_raw[];
     __shared__ int fail_flag;
     const StackDev& st = a.stack;
@@ -684,7 +699,7 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
         const uint16_t* after = head ? head : (a.mtp_w ? a.mtp_w : st.layers[0].wqkv);
         const int after_rows = head ? V : (a.mtp_w ? E : R_qkv);
         const int after_k = head ? E : (a.mtp_w ? a.in_dim : E);
-        if (!run_layers(g, st, x, t, 1, max_chunks, a.s, sm, p, after, after_rows, after_k)) return;
+        if (!run_layers(g, st, x, t, 1, max_chunks, a.s, sm, p, after, after_rows, after_k, l2)) return;
         if (t == 0) continue;
         phase_head(g, st, a.s.logits, nullptr, a.s, sm, p);
         if (t + 1 < G) preload_pass_start(p, a, g);
@@ -751,15 +766,15 @@ MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int in_dim, int 
 }
 
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream) {
-    int max_chunks = grid.max_chunks;
-    void* params[] = {const_cast<TalkerStepArgs*>(&args), &max_chunks};
+    int max_chunks = grid.max_chunks, l2 = grid.l2_prefetch;
+    void* params[] = {const_cast<TalkerStepArgs*>(&args), &max_chunks, &l2};
     QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(talker_step_kernel), dim3(grid.n_cta),
                                                 dim3(kMegaThreads), params, grid.smem, stream));
 }
 
 void launch_predictor_frame(const PredictorFrameArgs& args, const MegaLaunch& grid, cudaStream_t stream) {
-    int max_chunks = grid.max_chunks;
-    void* params[] = {const_cast<PredictorFrameArgs*>(&args), &max_chunks};
+    int max_chunks = grid.max_chunks, l2 = grid.l2_prefetch;
+    void* params[] = {const_cast<PredictorFrameArgs*>(&args), &max_chunks, &l2};
     QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(predictor_frame_kernel),
                                                 dim3(grid.n_cta), dim3(kMegaThreads), params, grid.smem, stream));
 }
