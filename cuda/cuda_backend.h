@@ -15,7 +15,7 @@ namespace qtts::cuda {
 
 struct CudaOptions {
     int max_chunks = 8;         // most attention chunks per head in a decode step (fewer when CTAs are few)
-    bool l2_prefetch = true;    // bulk L2 prefetch of the weights one phase ahead (Hopper)
+    bool l2_prefetch = false;   // bulk L2 prefetch of the weights one phase ahead (Hopper; measured slower)
     double timeout_s = 2.0;     // grid-barrier watchdog: a launch stuck longer than this fails with GpuError
     unsigned backoff_ns = 0;    // sleep between polls of a grid barrier (0: spin)
     bool trace = false;         // record per-CTA barrier arrival/departure times (CudaTimed::trace_report)

@@ -77,7 +77,7 @@ struct MegaLaunch {
     int n_cta = 0;           // co-resident CTAs (cooperative launch)
     size_t smem = 0;         // dynamic shared memory per CTA
     int max_chunks = 8;      // attention split of one head over the context (partials buffer stride)
-    int l2_prefetch = 1;     // bulk L2 prefetch of weights one phase ahead of the register preloads (sm_90)
+    int l2_prefetch = 0;     // bulk L2 prefetch of weights one phase ahead of the register preloads (sm_90)
 };
 
 struct TalkerStepArgs {
