@@ -2,24 +2,25 @@
 # The figure we quote: the official PyTorch implementation and qtts on the same GPU, same random-weight 0.6B
 # checkpoint (official layout, made by the oracle driver), same text and frame count, in one run; prints
 # both timings and their ratio. Run on the GPU machine from the repository root, after
-# scripts/device_build_and_test.sh has built build-gpu/qtts and with the oracle in .oracle/ (see README of
+# TARGETS=qtts scripts/device_build_and_test.sh has built build-device/qtts and with the oracle in .oracle/ (see README of
 # ../shared/oracle): bench/side_by_side.sh [FRAMES] [REPS]
 set -euo pipefail
 frames="${1:-100}"
 reps="${2:-5}"
 text="Hello, how are you today?"
-work="${OUT:-/tmp}/side_by_side"
+work="${OUT:-/tmp}/side_by_side"   # reports (small); the 2.3 GB checkpoint stays in /tmp
+ck=/tmp/qtts-side-by-side-ck
 mkdir -p "$work"
-qtts="${QTTS_BIN:-build-gpu/qtts}"
+qtts="${QTTS_BIN:-build-device/qtts}"
 
 # Official: bf16 PyTorch path (how the official examples run), greedy, timing reps after one warm run.
 (cd .oracle/driver && QWEN_TTS_SRC=.. PYTHONUNBUFFERED=1 python3 official.py --size 0.6b --device cuda --dtype bf16 \
-    --frames "$frames" --save "$work/ck" --out "$work/official.json" --timing-reps "$reps" --texts "$text") \
+    --frames "$frames" --save "$ck" --out "$work/official.json" --timing-reps "$reps" --texts "$text") \
     > "$work/official.log" 2>&1
-cp .oracle/driver/tokenizer.json "$work/ck/" 2>/dev/null || true
+cp .oracle/driver/tokenizer.json "$ck/" 2>/dev/null || true
 
 # qtts on the same checkpoint: fixed frame count, greedy, same number of reps.
-"$qtts" --model "$work/ck" --device auto bench --text "$text" --frames "$((frames - 1))" --reps "$reps" --warmup 1 \
+"$qtts" --model "$ck" --device auto bench --text "$text" --frames "$((frames - 1))" --reps "$reps" --warmup 1 \
     --greedy --json "$work/qtts.json" > "$work/qtts.md"
 
 python3 - "$work" "$frames" <<'PY'

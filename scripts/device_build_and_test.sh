@@ -3,7 +3,8 @@
 # scripts/device_fetch_debs.sh, carried with the run tool) into a private prefix, configures a CUDA build
 # with tests, builds, runs `ctest -L gpu` and the benchmark. Logs go to $OUT (default /tmp/qtts-out).
 # Usage: bash scripts/device_build_and_test.sh [bench args...]
-#   Env: OUT, BUILD_DIR (build-device), JOBS (nproc), ARCHS (90), SKIP_TESTS=1, SKIP_BENCH=1, NCU=1 (profile)
+#   Env: OUT, BUILD_DIR (build-device), JOBS (nproc), ARCHS (90), SKIP_TESTS=1, SKIP_BENCH=1, NCU=1 (profile),
+#        TARGETS (default: qtts_cuda_tests bench_cuda_backend; add qtts for the CLI)
 # From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,8 @@ configure_build() {  # $1: build dir
     -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json" -DCLI11_DIR="$deps/usr/share/cmake/CLI11" \
     -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include" >"$out/configure.log" 2>&1 \
     || { tail -40 "$out/configure.log"; log "configure FAILED"; exit 1; }
-  cmake --build "$1" -j "${JOBS:-$(nproc)}" --target qtts_cuda_tests bench_cuda_backend >"$out/build.log" 2>&1 \
+  # shellcheck disable=SC2086  # TARGETS is a list
+  cmake --build "$1" -j "${JOBS:-$(nproc)}" --target ${TARGETS:-qtts_cuda_tests bench_cuda_backend} >"$out/build.log" 2>&1 \
     || { grep -E "error|Error" "$out/build.log" | head -40; log "build FAILED"; exit 1; }
 }
 configure_build "$build"
