@@ -84,13 +84,15 @@ ReferenceFile load_reference(const std::filesystem::path& path, const ModelConfi
         if (f.j.contains("n_frames") && f.need("n_frames", json::value_t::number_integer).get<int64_t>() != item.n_frames)
             throw InputError(fmt::format("{}: n_frames ({}) does not match the {} frames of 'codes'", where,
                                          f.j["n_frames"].get<int64_t>(), item.n_frames));
-        if (f.j.contains("talker_logits")) {
+        if (f.j.contains("talker_logits")) {  // raw codec_head logits of steps 0, 1, ...
             for (const auto& step : f.need("talker_logits", json::value_t::array)) {
                 item.talker_logits.push_back(number_list<float>(step, where, "talker_logits"));
-                if (int64_t(item.talker_logits.back().size()) != config.talker.stack.vocab_size)
+                // A row may be a prefix (the oracle keeps the first 64 logits at full size); never longer.
+                if (item.talker_logits.back().empty() ||
+                    int64_t(item.talker_logits.back().size()) > config.talker.stack.vocab_size)
                     throw InputError(fmt::format("{}: talker_logits rows have {} values; this model's codec vocabulary is {}",
                                                  where, item.talker_logits.back().size(), config.talker.stack.vocab_size),
-                                     "references made at full size keep only a prefix of the logits; dump all of them");
+                                     "the reference was made for another model");
             }
         }
         if (f.j.contains("wav")) item.wav = number_list<float>(f.need("wav", json::value_t::array), where, "wav");
@@ -186,7 +188,9 @@ ParityReport run_parity(Session& session, const ReferenceFile& ref, const Parity
                 p.exact_prefix_per_codebook[size_t(k)] = std::min(p.exact_prefix_per_codebook[size_t(k)], f);
                 if (!p.divergence) {
                     Divergence d{.frame = f, .codebook = k, .ours = o, .reference = r};
-                    if (k == 0 && size_t(f) < item.talker_logits.size()) d.reference_top2_gap = top2_gap(item.talker_logits[size_t(f)]);
+                    if (k == 0 && size_t(f) < item.talker_logits.size() &&
+                        int64_t(item.talker_logits[size_t(f)].size()) == c.talker.stack.vocab_size)  // full rows only
+                        d.reference_top2_gap = top2_gap(item.talker_logits[size_t(f)]);
                     if (k == 0 && size_t(f) < free_rec.logits.size()) d.our_top2_gap = top2_gap(free_rec.logits[size_t(f)]);
                     p.divergence = d;
                 }
@@ -206,8 +210,8 @@ ParityReport run_parity(Session& session, const ReferenceFile& ref, const Parity
             for (int64_t k = 1; k < G; ++k)
                 p.predictor_agree[size_t(k)] += forced_rec.predicted[f][size_t(k)] == item.codes[f * size_t(G) + size_t(k)];
         for (size_t s = 0; s < item.talker_logits.size() && s < forced_rec.logits.size(); ++s) {
-            const auto& r = item.talker_logits[s];
-            const auto& o = forced_rec.logits[s];
+            const auto& r = item.talker_logits[s];  // possibly a prefix of the row
+            const std::span<const float> o = std::span(forced_rec.logits[s]).first(r.size());
             p.worst_cosine = std::min(p.worst_cosine, cosine_similarity(r, o));
             double max_abs = 0, max_err = 0;
             for (size_t i = 0; i < r.size(); ++i) {

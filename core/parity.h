@@ -19,7 +19,7 @@ struct ReferenceItem {
     std::vector<int32_t> input_ids;                 // the full wrapped prompt
     std::vector<int32_t> codes;                     // [n_frames × G]
     int64_t n_frames = 0;
-    std::vector<std::vector<float>> talker_logits;  // raw codec_head logits at steps 0, 1, ... (may be partial)
+    std::vector<std::vector<float>> talker_logits;  // raw codec_head logits at steps 0, 1, ... (rows may be prefixes)
     std::vector<float> wav;                         // may be a prefix of the full waveform
     bool non_streaming_text = false;
 };
