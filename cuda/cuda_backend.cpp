@@ -282,6 +282,30 @@ private:
     std::string report_;
 };
 
+// Single-position scratch of one persistent decode launch; the talker and the predictor share its layout.
+struct ScratchBuffers {
+    DeviceBuffer<float> h, qkv, part, attn, act;
+    DeviceBuffer<int> head_done;
+
+    ScratchBuffers() = default;
+    ScratchBuffers(const StackDev& st, int n_embd, int max_chunks)
+        : h(size_t(n_embd)), qkv(size_t(st.q_dim() + 2 * st.kv_dim())),
+          part(size_t(st.n_head) * max_chunks * (2 + st.head_dim)), attn(size_t(st.q_dim())), act(size_t(st.n_ff)),
+          head_done(size_t(st.n_head)) {
+        QTTS_CUDA_CHECK(cudaMemset(head_done.get(), 0, head_done.bytes()));  // the combining CTA resets it after use
+    }
+    MegaScratch view() const {
+        MegaScratch m;
+        m.h = h.get();
+        m.qkv = qkv.get();
+        m.part = part.get();
+        m.attn = attn.get();
+        m.head_done = head_done.get();
+        m.act = act.get();
+        return m;
+    }
+};
+
 class CudaTalker final : public TalkerBackend, public CudaTimed {
 public:
     CudaTalker(const ModelConfig& config, const ModelWeights& w, const CudaOptions& o)
@@ -289,13 +313,7 @@ public:
           vocab_(int(config.talker.stack.vocab_size)), options_(o) {
         const StackDev& st = stack_.dev();
         head_ = upload_bf16({&w.talker.codec_head});
-        h_ = DeviceBuffer<float>(size_t(E_));
-        qkv_ = DeviceBuffer<float>(size_t(st.q_dim() + 2 * st.kv_dim()));
-        part_ = DeviceBuffer<float>(size_t(st.n_head) * o.max_chunks * (2 + st.head_dim));
-        attn_ = DeviceBuffer<float>(size_t(st.q_dim()));
-        head_done_ = DeviceBuffer<int>(size_t(st.n_head));
-        QTTS_CUDA_CHECK(cudaMemset(head_done_.get(), 0, head_done_.bytes()));
-        act_ = DeviceBuffer<float>(size_t(st.n_ff));
+        scratch_ = ScratchBuffers(st, E_, o.max_chunks);
         x0_ = DeviceBuffer<float>(size_t(E_));
         hidden_d_ = DeviceBuffer<float>(size_t(E_));
         logits_d_ = DeviceBuffer<float>(size_t(vocab_));
@@ -372,7 +390,7 @@ public:
         std::memcpy(in_.get(), embed.data(), size_t(E_) * 4);
         TalkerStepArgs a;
         a.stack = stack_.dev();
-        a.s = scratch();
+        a.s = scratch_.view();
         a.sync = sync_.get();
         trace_.attach(a.sync);
         a.x0 = x0_.get();
@@ -399,16 +417,6 @@ public:
     std::string trace_report() const override { return trace_.report(); }
 
 private:
-    MegaScratch scratch() const {
-        MegaScratch m;
-        m.h = h_.get();
-        m.qkv = qkv_.get();
-        m.part = part_.get();
-        m.attn = attn_.get();
-        m.head_done = head_done_.get();
-        m.act = act_.get();
-        return m;
-    }
     static void ensure(DeviceBuffer<float>& b, size_t n) {
         if (b.size() < n) b = DeviceBuffer<float>(n);
     }
@@ -439,8 +447,8 @@ private:
     CudaOptions options_;
     MegaLaunch grid_;
     DeviceBuffer<uint16_t> head_;
-    DeviceBuffer<float> h_, qkv_, part_, attn_, act_, x0_, hidden_d_, logits_d_;
-    DeviceBuffer<int> head_done_;
+    ScratchBuffers scratch_;
+    DeviceBuffer<float> x0_, hidden_d_, logits_d_;
     DeviceBuffer<float> px_, pxn_, pqkv_, patt_, pg_, pu_, psplit_;
     PinnedBuffer<float> in_, hidden_, logits_;
     PinnedBuffer<int> err_;
@@ -474,13 +482,7 @@ public:
             mtp_w_ = upload_bf16({&*p.mtp_w});
             mtp_b_ = upload(p.mtp_b->data);
         }
-        h_ = DeviceBuffer<float>(size_t(E_));
-        qkv_ = DeviceBuffer<float>(size_t(st.q_dim() + 2 * st.kv_dim()));
-        part_ = DeviceBuffer<float>(size_t(st.n_head) * o.max_chunks * (2 + st.head_dim));
-        attn_ = DeviceBuffer<float>(size_t(st.q_dim()));
-        head_done_ = DeviceBuffer<int>(size_t(st.n_head));
-        QTTS_CUDA_CHECK(cudaMemset(head_done_.get(), 0, head_done_.bytes()));
-        act_ = DeviceBuffer<float>(size_t(st.n_ff));
+        scratch_ = ScratchBuffers(st, E_, o.max_chunks);
         logits_d_ = DeviceBuffer<float>(size_t(vocab_));
         xproj_ = DeviceBuffer<float>(size_t(E_));
         hidden_d_ = DeviceBuffer<float>(size_t(in_dim_));
@@ -511,12 +513,7 @@ public:
         std::memcpy(in_.get(), talker_hidden.data(), size_t(in_dim_) * 4);
         PredictorFrameArgs a;
         a.stack = stack_.dev();
-        a.s.h = h_.get();
-        a.s.qkv = qkv_.get();
-        a.s.part = part_.get();
-        a.s.attn = attn_.get();
-        a.s.head_done = head_done_.get();
-        a.s.act = act_.get();
+        a.s = scratch_.view();
         a.s.logits = logits_d_.get();
         a.s.xproj = xproj_.get();
         a.sync = sync_.get();
@@ -569,8 +566,9 @@ private:
     int G_, E_, in_dim_, vocab_, vocab0_;
     MegaLaunch grid_;
     DeviceBuffer<uint16_t> emb0_, emb_, heads_, mtp_w_;
-    DeviceBuffer<float> mtp_b_, h_, qkv_, part_, attn_, act_, logits_d_, xproj_, hidden_d_;
-    DeviceBuffer<int> codes_d_, head_done_;
+    ScratchBuffers scratch_;
+    DeviceBuffer<float> mtp_b_, logits_d_, xproj_, hidden_d_;
+    DeviceBuffer<int> codes_d_;
     PinnedBuffer<float> in_;
     PinnedBuffer<int> out_;
     bool broken_ = false;
