@@ -1,7 +1,6 @@
 // `qtts bench`: time to first PCM, real-time factor and per-stage costs over repeated runs of a fixed frame
 // count (EOS ignored so runs are comparable). Markdown table on stdout; --json FILE keeps every raw sample.
 // Without a model it runs random weights of the real 0.6B architecture and says so loudly.
-#include <fstream>
 #include <memory>
 #include <thread>
 

@@ -1,6 +1,5 @@
 // `qtts parity`: our engine against a reference run of the official implementation. Prints a report on
 // stdout (and --json FILE); exits 0 only when every threshold holds, 7 otherwise.
-#include <fstream>
 #include <memory>
 
 #include <fmt/format.h>

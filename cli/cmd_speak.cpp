@@ -1,6 +1,5 @@
 // `qtts speak`: text → 24 kHz mono WAV, plus optional codes JSON. No model logic here: options are
 // turned into a SynthesisRequest and handed to a Session.
-#include <fstream>
 #include <memory>
 
 #include <fmt/format.h>
@@ -31,26 +30,13 @@ public:
     bool should_stop() override { return g_signal.load() != 0; }
 };
 
+// One frame per line: [[16 ints],\n [16 ints], ...].
 void write_codes_json(const std::string& path, const SynthesisResult& r, int64_t groups) {
-    const std::string tmp = path + ".part";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw OutputError(fmt::format("cannot write {}", path), "check that the directory exists and is writable");
-        out << "[";
-        for (int64_t f = 0; f < r.n_frames; ++f)
-            out << (f ? ",\n " : "") << "["
-                << fmt::format("{}", fmt::join(r.codes.begin() + f * groups, r.codes.begin() + (f + 1) * groups, ", "))
-                << "]";
-        out << "]\n";
-        if (!out.flush()) {
-            std::remove(tmp.c_str());
-            throw OutputError(fmt::format("cannot write {}", path), "check free disk space");
-        }
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw OutputError(fmt::format("cannot write {}", path), "check that the directory is writable");
-    }
+    std::string text = "[";
+    for (int64_t f = 0; f < r.n_frames; ++f)
+        text += fmt::format("{}[{}]", f ? ",\n " : "",
+                            fmt::join(r.codes.begin() + f * groups, r.codes.begin() + (f + 1) * groups, ", "));
+    write_text_file(path, text + "]\n");
 }
 
 SamplerSettings merge(SamplerSettings s, bool greedy, const std::optional<float>& t, const std::optional<int64_t>& k,
@@ -82,11 +68,9 @@ void run_speak(const CommonOptions& common, const SpeakOptions& o) {
     req.non_streaming_text = o.non_streaming_text;
     req.seed = o.seed;
     req.max_frames = o.max_frames;
-    req.talker = merge({g.do_sample, float(g.temperature), g.top_k, float(g.top_p), float(g.repetition_penalty)},
-                       o.greedy, o.temperature, o.top_k, o.top_p, o.repetition_penalty);
-    req.predictor = merge({g.subtalker_do_sample, float(g.subtalker_temperature), g.subtalker_top_k,
-                           float(g.subtalker_top_p), 1.0f},
-                          o.greedy, o.sub_temperature, o.sub_top_k, o.sub_top_p, o.sub_repetition_penalty);
+    req.talker = merge(talker_sampler_defaults(g), o.greedy, o.temperature, o.top_k, o.top_p, o.repetition_penalty);
+    req.predictor = merge(predictor_sampler_defaults(g), o.greedy, o.sub_temperature, o.sub_top_k, o.sub_top_p,
+                          o.sub_repetition_penalty);
     SignalObserver observer;
     const SynthesisResult r = session.synthesize(req, &observer);
     if (r.stop == StopReason::cancelled) throw Interrupted("interrupted; nothing was written");

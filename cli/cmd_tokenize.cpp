@@ -22,13 +22,7 @@ void run_tokenize(const CommonOptions& common, const TokenizeOptions& o) {
     const std::string text = read_text_input(o.text, o.file);
     const Tokenizer tokenizer = Tokenizer::from_directory(resolve_model_dir(common));
     std::vector<int32_t> ids = tokenizer.encode(text, Tokenizer::Specials::as_text);
-    if (o.wrap) {  // "<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n"
-        std::vector<int32_t> head = tokenizer.encode("<|im_start|>assistant\n");
-        const std::vector<int32_t> tail = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n");
-        head.insert(head.end(), ids.begin(), ids.end());
-        head.insert(head.end(), tail.begin(), tail.end());
-        ids = std::move(head);
-    }
+    if (o.wrap) ids = wrap_prompt_ids(tokenizer, ids);
     if (!o.pieces) {
         fmt::print("[{}]\n", fmt::join(ids, ", "));
         return;

@@ -21,13 +21,30 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-SamplerSettings talker_defaults(const GenerationDefaults& g) {
+}  // namespace
+
+SamplerSettings talker_sampler_defaults(const GenerationDefaults& g) {
     return {g.do_sample, float(g.temperature), g.top_k, float(g.top_p), float(g.repetition_penalty)};
 }
-SamplerSettings predictor_defaults(const GenerationDefaults& g) {
+
+SamplerSettings predictor_sampler_defaults(const GenerationDefaults& g) {
     return {g.subtalker_do_sample, float(g.subtalker_temperature), g.subtalker_top_k, float(g.subtalker_top_p), 1.0f};
 }
-}  // namespace
+
+void constrain_talker_logits(std::span<float> logits, int64_t step, const TalkerConfig& t, bool ban_eos) {
+    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+    const int64_t vocab = int64_t(logits.size()), eos = t.codec_eos_id;
+    for (int64_t id = vocab - 1024; id < vocab; ++id)
+        if (id != eos) logits[size_t(id)] = kNegInf;
+    if (step < 2 || ban_eos) logits[size_t(eos)] = kNegInf;
+}
+
+std::vector<int32_t> wrap_prompt_ids(const Tokenizer& tokenizer, std::span<const int32_t> text_ids) {
+    std::vector<int32_t> ids = tokenizer.encode("<|im_start|>assistant\n");
+    ids.insert(ids.end(), text_ids.begin(), text_ids.end());
+    for (int32_t id : tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n")) ids.push_back(id);
+    return ids;
+}
 
 Device parse_device(std::string_view name) {
     if (name == "cpu") return Device::cpu;
@@ -189,8 +206,8 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         }
         res.frame_cap = int64_t(forced->size()) / G;
     }
-    const SamplerSettings talker_settings = req.talker.value_or(talker_defaults(c.generation));
-    const SamplerSettings predictor_settings = req.predictor.value_or(predictor_defaults(c.generation));
+    const SamplerSettings talker_settings = req.talker.value_or(talker_sampler_defaults(c.generation));
+    const SamplerSettings predictor_settings = req.predictor.value_or(predictor_sampler_defaults(c.generation));
     const CounterRng rng(req.seed);
 
     // Prefill.
@@ -242,10 +259,7 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         std::copy(raw.begin(), raw.end(), logits.begin());
         if (observer) observer->on_talker_logits(g, logits);
         apply_repetition_penalty(logits, history, talker_settings.repetition_penalty);
-        constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-        if (g < 2 || req.ignore_eos) logits[size_t(eos)] = kNegInf;
-        for (int64_t id = vocab - 1024; id < vocab; ++id)
-            if (id != eos) logits[size_t(id)] = kNegInf;
+        constrain_talker_logits(logits, g, c.talker, req.ignore_eos);
         const int32_t c0 = forced ? (*forced)[size_t(g * G)] : sample_token(logits, talker_settings, rng.uniform(0, uint64_t(g)));
         if (c0 == eos) {
             res.stop = StopReason::eos;

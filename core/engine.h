@@ -114,6 +114,17 @@ public:
     virtual bool should_stop() { return false; }
 };
 
+// The checkpoint's sampling defaults (generation_config.json) for codebook 0 and for codebooks 1..G-1.
+SamplerSettings talker_sampler_defaults(const GenerationDefaults& generation);
+SamplerSettings predictor_sampler_defaults(const GenerationDefaults& generation);
+
+// The talker's logit constraints before sampling (spec §5.4): codec control ids (the top 1024) are
+// suppressed except EOS, and EOS is banned for the first two steps (min_new_tokens) or always (`ban_eos`).
+void constrain_talker_logits(std::span<float> logits, int64_t step, const TalkerConfig& talker, bool ban_eos = false);
+
+// The official prompt ids around user text: "<|im_start|>assistant\n" + text + "<|im_end|>\n<|im_start|>assistant\n".
+std::vector<int32_t> wrap_prompt_ids(const Tokenizer& tokenizer, std::span<const int32_t> text_ids);
+
 // Validates and normalizes user text: rejects invalid UTF-8 and text with nothing to say, turns control
 // characters into spaces, trims surrounding whitespace (a leading newline would break the template).
 std::string prepare_text(std::string_view raw);

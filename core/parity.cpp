@@ -147,9 +147,7 @@ public:
 
 // The talker's arg-max after the same processing the greedy reference applies (suppression, EOS ban).
 int32_t processed_argmax(std::vector<float> l, int64_t step, const ModelConfig& c) {
-    const int64_t vocab = int64_t(l.size()), eos = c.talker.codec_eos_id;
-    for (int64_t id = vocab - 1024; id < vocab; ++id)
-        if (id != eos || step < 2) l[size_t(id)] = -std::numeric_limits<float>::infinity();
+    constrain_talker_logits(l, step, c.talker);
     return argmax(l);
 }
 
@@ -174,9 +172,7 @@ ParityReport run_parity(Session& session, const ReferenceFile& ref, const Parity
         // Free-running greedy.
         Recorder free_rec;
         const SynthesisResult free_run = session.synthesize(req, &free_rec);
-        p.our_input_ids = tok.encode("<|im_start|>assistant\n");
-        p.our_input_ids.insert(p.our_input_ids.end(), free_run.text_ids.begin(), free_run.text_ids.end());
-        for (int32_t id : tok.encode("<|im_end|>\n<|im_start|>assistant\n")) p.our_input_ids.push_back(id);
+        p.our_input_ids = wrap_prompt_ids(tok, free_run.text_ids);
         p.tokens_equal = p.our_input_ids == item.input_ids;
         p.frames = item.n_frames;
         p.exact_prefix_per_codebook.assign(size_t(G), item.n_frames);
