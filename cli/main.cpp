@@ -31,6 +31,7 @@ void install_signal_handlers() {
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
     std::signal(SIGPIPE, SIG_IGN);  // a closed output pipe becomes a write error, not a silent death
+    std::signal(SIGXFSZ, SIG_IGN);  // so does a file-size limit (an error naming the file, no core dump)
 }
 
 bool log_enabled(const CommonOptions& common, std::string_view level) {

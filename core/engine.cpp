@@ -260,7 +260,7 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         if (observer) observer->on_talker_logits(g, logits);
         apply_repetition_penalty(logits, history, talker_settings.repetition_penalty);
         constrain_talker_logits(logits, g, c.talker, req.ignore_eos);
-        const int32_t c0 = forced ? (*forced)[size_t(g * G)] : sample_token(logits, talker_settings, rng.uniform(0, uint64_t(g)));
+        const int32_t c0 = forced ? (*forced)[size_t(g * G)] : sample_token(logits, talker_settings, rng.uniform(0, req.rng_frame_offset + uint64_t(g)));
         if (c0 == eos) {
             res.stop = StopReason::eos;
             break;
@@ -273,7 +273,7 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
             predictor_->forced_argmax(talker_->hidden(), frame, predicted);
             if (observer) observer->on_predictor_argmax(g, predicted);
         } else {
-            predictor_->predict(talker_->hidden(), frame, predictor_settings, rng, uint64_t(g));
+            predictor_->predict(talker_->hidden(), frame, predictor_settings, rng, req.rng_frame_offset + uint64_t(g));
         }
         res.times.predictor_s += seconds_since(t0);
         res.codes.insert(res.codes.end(), frame.begin(), frame.end());

@@ -73,6 +73,7 @@ struct SynthesisRequest {
     std::optional<SamplerSettings> talker;     // default: the checkpoint's generation_config.json
     std::optional<SamplerSettings> predictor;  // default: the checkpoint's subtalker_* settings
     uint64_t seed = 0;
+    uint64_t rng_frame_offset = 0;             // first RNG counter: pieces of one document continue the stream
     int64_t max_frames = 0;                    // 0: default_frame_cap(text), bounded by max_new_tokens - 1
     std::optional<std::vector<float>> speaker_embedding;  // x-vector [talker n_embd]
     int64_t vocoder_chunk_frames = 1;          // frames handed to the vocoder at a time

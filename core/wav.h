@@ -1,5 +1,5 @@
-// WAV output through libsndfile. Files are written to a temporary name beside the target and renamed
-// into place only when complete, so a failed or interrupted run never leaves a partial file.
+// Audio files through libsndfile: the sample formats qtts writes (see core/audio_writer.h for writing)
+// and reading any file libsndfile decodes (reference recordings, tests).
 #pragma once
 
 #include <filesystem>
@@ -12,7 +12,8 @@ namespace qtts {
 enum class SampleFormat { pcm16, f32 };
 SampleFormat parse_sample_format(std::string_view name);  // "pcm16" | "f32"; throws InputError
 
-// Writes mono `samples` in [-1, 1]; throws OutputError naming the path on any failure.
+// Writes a whole mono WAV at once through open_audio_file (core/audio_writer.h, where it is defined):
+// temporary file + rename, OutputError naming the path on any failure.
 void write_wav(const std::filesystem::path& path, std::span<const float> samples, int sample_rate, SampleFormat format);
 
 // Reads a WAV/FLAC/... file (anything libsndfile reads) as float frames, all channels interleaved.

@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 
 #include <fmt/format.h>
 
+#include "core/audio_writer.h"
 #include "core/wav.h"
 #include "tests/test_util.h"
 
@@ -224,6 +226,116 @@ TEST_CASE("qtts warmup-profile reports cold and warm first use for every path") 
                           "vocoder, 1-frame chunks (per frame)", "vocoder, 4-frame chunks (per frame)"})
         CHECK(paths.count(p) == 1);
     CHECK(j["warmup_ms"].get<double>() > 0.0);
+}
+
+}  // namespace qtts
+
+namespace qtts {
+
+namespace {
+// A bash command line (pipes, ulimit, signals); "QTTS" in it is replaced by the binary and the model.
+RunResult run_shell(const std::string& script) {
+    test::TempDir tmp;
+    std::string cmd = script;
+    const std::string qtts = fmt::format("{} {}", QTTS_BINARY, model_arg());
+    for (size_t at; (at = cmd.find("QTTS")) != std::string::npos;) cmd.replace(at, 4, qtts);
+    const auto err = tmp.path / "stderr";
+    const int status = std::system(fmt::format("bash -c {} 2>{}", quote(cmd), quote(err.string())).c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, "", test::read_file(err)};
+}
+
+bool has_partial_files(const std::filesystem::path& dir) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+        if (entry.path().filename().string().find(".part-") != std::string::npos) return true;
+    return false;
+}
+
+const char* kStreamText = "'Streaming should sound exactly like the file output.'";
+}  // namespace
+
+TEST_CASE("audio streamed to stdout equals the file output bit for bit, for any chunking") {
+    test::TempDir tmp;
+    const auto wav = tmp.path / "f.wav";
+    const std::string common = fmt::format("{} speak {} --no-split --seed 5 --max-frames 12", model_arg(), kStreamText);
+    const auto raw = run(common + " --sample-format f32 --raw --stream-chunk-frames 1 -o -");
+    INFO(raw.err);
+    REQUIRE(raw.exit_code == 0);
+    REQUIRE(run(common + " --sample-format f32 --stream-chunk-frames 5 -o " + quote(wav.string())).exit_code == 0);
+    const AudioData file = read_audio(wav);
+    REQUIRE(file.samples.size() == 12 * 1920);
+    REQUIRE(raw.out.size() == file.samples.size() * sizeof(float));
+    CHECK(std::memcmp(raw.out.data(), file.samples.data(), raw.out.size()) == 0);
+
+    // 16-bit WAV on stdout: the streaming header, then exactly the file's sample bytes.
+    const auto streamed = run(common + " --stream-chunk-frames 2 -o -");
+    REQUIRE(streamed.exit_code == 0);
+    REQUIRE(run(common + " --stream-chunk-frames 12 -o " + quote(wav.string())).exit_code == 0);
+    const std::string file_bytes = test::read_file(wav);
+    const std::vector<uint8_t> header = streaming_wav_header(24000, SampleFormat::pcm16);
+    REQUIRE(streamed.out.size() == file_bytes.size());
+    CHECK(std::memcmp(streamed.out.data(), header.data(), header.size()) == 0);
+    CHECK(streamed.out.substr(44) == file_bytes.substr(44));
+    CHECK(streamed.err.find("(cpu, stdout)") != std::string::npos);  // logs go to stderr only
+}
+
+TEST_CASE("a closed output pipe ends the run cleanly") {
+    const auto r = run_shell(std::string("QTTS speak ") + kStreamText +
+                             " --no-split --max-frames 200 -o - | head -c 1000 >/dev/null; exit ${PIPESTATUS[0]}");
+    CHECK(r.exit_code == 0);
+    CHECK(r.err.find("qtts: the output pipe closed after") != std::string::npos);
+}
+
+TEST_CASE("SIGINT and SIGTERM mid-synthesis exit 130 and leave no file") {
+    for (const char* sig : {"INT", "TERM"}) {
+        test::TempDir tmp;
+        const auto wav = tmp.path / "x.wav";
+        const auto r = run_shell(fmt::format("QTTS speak {} --no-split --greedy --max-frames 5000 -o {} & pid=$!; "
+                                             "sleep 1; kill -{} $pid; wait $pid",
+                                             kStreamText, quote(wav.string()), sig));
+        INFO(sig, r.err);
+        CHECK(r.exit_code == 130);
+        CHECK(r.err.find("error: interrupted; nothing was written") != std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(wav));
+        CHECK_FALSE(has_partial_files(tmp.path));
+    }
+    const auto r = run_shell(fmt::format("QTTS speak {} --no-split --greedy --max-frames 5000 -o - >/dev/null & "
+                                         "pid=$!; sleep 1; kill -INT $pid; wait $pid", kStreamText));
+    CHECK(r.exit_code == 130);
+    CHECK(r.err.find("error: interrupted after ") != std::string::npos);
+}
+
+TEST_CASE("a full disk is an output error with no partial file") {
+    auto r = run_shell(std::string("QTTS speak ") + kStreamText + " --max-frames 4 -o - >/dev/full");
+    CHECK(r.exit_code == 5);
+    CHECK(r.err.find("error: cannot write audio to the output stream: No space left on device") != std::string::npos);
+
+    // A file-size limit of 8 KiB stands in for a disk that fills up in the middle of the file.
+    test::TempDir tmp;
+    const auto wav = tmp.path / "x.wav";
+    r = run_shell(fmt::format("ulimit -f 8; QTTS speak {} --max-frames 10 -o {}", kStreamText, quote(wav.string())));
+    CHECK(r.exit_code == 5);
+    CHECK(r.err.find("error: cannot write " + wav.string()) != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(wav));
+    CHECK_FALSE(has_partial_files(tmp.path));
+}
+
+TEST_CASE("long text is spoken piece by piece with a warning naming a piece cut by the frame cap") {
+    test::TempDir tmp;
+    const auto wav = tmp.path / "x.wav";
+    const std::string text =
+        "'The first sentence is long enough to stand on its own as a piece of the document, surely. "
+        "And the second one follows it, also long enough to be a piece on its own, without doubt.'";
+    const auto r = run(fmt::format("{} speak {} --max-frames 3 --pause-ms 100 -o {}", model_arg(), text,
+                                   quote(wav.string())));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(read_audio(wav).samples.size() == 2 * 3 * 1920 + 2400);
+    CHECK(r.err.find("warning: piece 1 stopped at the frame cap (3 frames) before the model ended it: "
+                     "\"The first sentence is long enough to stand on its own as a p\u2026\"") != std::string::npos);
+    CHECK(r.err.find("warning: piece 2 stopped at the frame cap") != std::string::npos);
+    CHECK(r.err.find("2 pieces") != std::string::npos);
+    const auto quiet = run(fmt::format("{} speak {} --max-frames 3 -q -o {}", model_arg(), text, quote(wav.string())));
+    CHECK(quiet.err.find("qtts:") == std::string::npos);
 }
 
 }  // namespace qtts
