@@ -103,6 +103,8 @@ std::shared_ptr<const Model> Model::load_random(std::string_view size, uint64_t 
 void Model::finish(const TensorStore& vocoder_store, const ModelOptions& options) {
     weights_ = ModelWeights::load(store_, config_);
     vocoder_ = std::make_unique<Vocoder>(Vocoder::load(vocoder_store, config_.vocoder));
+    if (config_.speaker_encoder)
+        speaker_encoder_ = std::make_unique<SpeakerEncoder>(SpeakerEncoder::load(store_, *config_.speaker_encoder));
     device_ = Device::cpu;
     if (options.device != Device::cpu) {
         if (gpu_backend()) {

@@ -19,6 +19,7 @@
 #include "core/model_config.h"
 #include "core/safetensors.h"
 #include "core/sampler.h"
+#include "core/speaker_encoder.h"
 #include "core/talker.h"
 #include "core/tokenizer.h"
 #include "core/vocoder.h"
@@ -42,6 +43,8 @@ public:
     const Tokenizer& tokenizer() const { return *tokenizer_; }
     const ModelWeights& weights() const { return weights_; }
     const Vocoder& vocoder() const { return *vocoder_; }
+    // The x-vector encoder of Base checkpoints; nullptr for CustomVoice / VoiceDesign.
+    const SpeakerEncoder* speaker_encoder() const { return speaker_encoder_.get(); }
     const TensorStore& store() const { return store_; }
     const std::filesystem::path& dir() const { return dir_; }
     Device device() const { return device_; }
@@ -60,6 +63,7 @@ private:
     TensorStore store_;
     ModelWeights weights_;
     std::unique_ptr<Vocoder> vocoder_;
+    std::unique_ptr<SpeakerEncoder> speaker_encoder_;
     Device device_ = Device::cpu;
     bool random_ = false;
     std::string random_size_;

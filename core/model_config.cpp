@@ -198,6 +198,34 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     return c;
 }
 
+namespace {
+// The ECAPA-TDNN layout the weights and the math rely on (spec §8.2).
+void validate_speaker_encoder(const SpeakerEncoderConfig& e, const std::string& source) {
+    const auto field = [](const char* name) { return std::string("speaker_encoder_config.") + name; };
+    const auto& ch = e.channels;
+    if (ch.size() < 3 || e.kernel_sizes.size() != ch.size() || e.dilations.size() != ch.size())
+        bad_field(source, field("enc_channels"),
+                  "needs at least 3 entries, as many as enc_kernel_sizes and enc_dilations");
+    for (size_t i = 0; i < ch.size(); ++i)
+        if (ch[i] <= 0 || e.kernel_sizes[i] <= 0 || e.dilations[i] <= 0)
+            bad_field(source, field("enc_channels"), "channels, kernel sizes and dilations must be positive");
+    if (e.mel_dim <= 0 || e.enc_dim <= 0 || e.attention_channels <= 0 || e.se_channels <= 0 || e.res2net_scale < 2)
+        bad_field(source, field("mel_dim"),
+                  "mel_dim, enc_dim, enc_attention_channels, enc_se_channels must be positive, enc_res2net_scale >= 2");
+    int64_t aggregated = 0;
+    for (size_t i = 1; i + 1 < ch.size(); ++i) {
+        if (ch[i] != ch[i - 1] || ch[i] % e.res2net_scale != 0)
+            bad_field(source, field("enc_channels"),
+                      "the SE-Res2Net blocks need the width of their input, divisible by enc_res2net_scale");
+        aggregated += ch[i];
+    }
+    if (aggregated != ch.back())
+        bad_field(source, field("enc_channels"), "the last entry must be the sum of the SE-Res2Net widths");
+    // The official front-end (n_fft 1024, hop 256, fmax 12 kHz) asserts 24 kHz input.
+    if (e.sample_rate != 24000) bad_field(source, field("sample_rate"), "must be 24000");
+}
+}  // namespace
+
 void validate(const ModelConfig& c, const std::string& source) {
     if (c.tts_model_type != "base" && c.tts_model_type != "custom_voice" && c.tts_model_type != "voice_design")
         bad_field(source, "tts_model_type",
@@ -226,6 +254,7 @@ void validate(const ModelConfig& c, const std::string& source) {
             bad_field(source, "*_token_id", fmt::format("id {} is outside the text vocabulary", id));
     if (c.speaker_encoder && c.speaker_encoder->enc_dim != t.stack.n_embd)
         bad_field(source, "speaker_encoder_config.enc_dim", "must equal the talker hidden size");
+    if (c.speaker_encoder) validate_speaker_encoder(*c.speaker_encoder, source);
 }
 
 GenerationDefaults parse_generation_config(const std::string& json_text, const std::string& source) {

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libcli11-dev libfmt-dev libsndfile1-dev doctest-dev
-          nlohmann-json3-dev libpcre2-dev libutf8proc-dev)
+          nlohmann-json3-dev libpcre2-dev libutf8proc-dev libsamplerate0-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
