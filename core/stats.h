@@ -8,7 +8,7 @@
 namespace qtts {
 
 struct Summary {
-    double min = 0, median = 0, p90 = 0, mean = 0, stddev = 0;
+    double min = 0, median = 0, p90 = 0, p99 = 0, max = 0, mean = 0, stddev = 0;
     size_t n = 0;
 };
 
@@ -26,6 +26,8 @@ inline Summary summarize(std::vector<double> v) {
     s.min = v.front();
     s.median = quantile(0.5);
     s.p90 = quantile(0.9);
+    s.p99 = quantile(0.99);
+    s.max = v.back();
     double sum = 0;
     for (double x : v) sum += x;
     s.mean = sum / double(v.size());

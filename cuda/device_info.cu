@@ -24,4 +24,13 @@ std::string device_summary(int index) {
     return buf;
 }
 
+size_t memory_used_bytes() {
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return total - free;
+}
+
 }  // namespace qtts::cuda
