@@ -57,11 +57,16 @@ public:
     }
     void on_frame(int64_t, std::span<const int32_t>) override { draw(false); }
     void on_piece_end(size_t index, const PieceSummary& piece) override {
-        if (piece.stop != StopReason::frame_cap) return;
+        if (piece.stop != StopReason::frame_cap || ++capped_pieces_ > kCapWarnings) return;
         clear();
         fmt::print(stderr, "warning: piece {} stopped at the frame cap ({} frames) before the model ended it: "
                            "\"{}\"; raise --max-frames if its audio is cut short\n",
                    index + 1, piece.frame_cap, excerpt(piece.text, 60));
+    }
+    // The pieces cut by the frame cap beyond the ones warned about one by one.
+    void warn_remaining_capped() const {
+        if (capped_pieces_ > kCapWarnings)
+            fmt::print(stderr, "warning: {} more pieces stopped at the frame cap\n", capped_pieces_ - kCapWarnings);
     }
     void clear() {
         if (drawn_) fmt::print(stderr, "\r\033[K");
@@ -85,8 +90,10 @@ private:
     AudioWriter& writer_;
     bool progress_;
     int sample_rate_;
+    static constexpr size_t kCapWarnings = 3;
     bool reader_gone_ = false, drawn_ = false;
     int64_t samples_ = 0;
+    size_t capped_pieces_ = 0;
     size_t piece_ = 0, pieces_ = 0;
     std::chrono::steady_clock::time_point last_draw_{};
 };
@@ -148,6 +155,7 @@ void run_speak(const CommonOptions& common, const SpeakOptions& o) {
     SpeakObserver observer(*writer, progress, rate);
     const DocumentResult r = synthesize_document(session, doc, &observer);
     observer.clear();
+    observer.warn_remaining_capped();
     if (observer.reader_gone()) {  // the player went away: a normal way for a stream to end
         if (log_enabled(common, "info"))
             fmt::print(stderr, "qtts: the output pipe closed after {:.2f} s of audio; stopped\n", observer.audio_s());

@@ -127,6 +127,10 @@ std::vector<float> Model::text_vector(int64_t id) const {
 }
 
 std::string prepare_text(std::string_view raw) {
+    if (raw.size() > kMaxTextBytes)
+        throw InputError(fmt::format("the text is {:.1f} MiB; qtts speaks at most {} MiB per run",
+                                     double(raw.size()) / (1 << 20), kMaxTextBytes >> 20),
+                         "split the text into several runs");
     if (!is_valid_utf8(raw))
         throw InputError("the text is not valid UTF-8", "convert the input to UTF-8 (e.g. with iconv)");
     std::string text;

@@ -132,7 +132,9 @@ std::vector<int32_t> wrap_prompt_ids(const Tokenizer& tokenizer, std::span<const
 
 // Validates and normalizes user text: rejects invalid UTF-8 and text with nothing to say, turns control
 // characters into spaces, trims surrounding whitespace (a leading newline would break the template).
+// Text longer than kMaxTextBytes is refused (about 80 hours of speech; a bound on memory and run time).
 std::string prepare_text(std::string_view raw);
+inline constexpr size_t kMaxTextBytes = size_t(4) << 20;
 
 class Session {
 public:

@@ -1,6 +1,8 @@
 // Sentence splitting for long text: where pieces begin and end, in Latin and CJK scripts.
 #include <doctest/doctest.h>
 
+#include "core/engine.h"
+#include "core/error.h"
 #include "core/text_split.h"
 #include "core/utf8.h"
 
@@ -69,6 +71,17 @@ TEST_CASE("splitting loses no text and respects the limit on a long document") {
         joined += p;
     }
     CHECK(without_spaces(joined) == without_spaces(doc));
+}
+
+TEST_CASE("a megabyte of text is accepted and split into bounded pieces; far more is refused") {
+    std::string doc;
+    for (int i = 0; doc.size() < 1000000; ++i) doc += "Sentence number " + std::to_string(i) + " goes on for a while. ";
+    const std::string text = prepare_text(doc);
+    const Pieces pieces = split_sentences(text, {});
+    CHECK(pieces.size() > 3000);
+    for (const auto& p : pieces) CHECK(utf8_code_points(p).size() <= 300);
+    CHECK_THROWS_WITH_AS(prepare_text(std::string(kMaxTextBytes + 1, 'a')), "the text is 4.0 MiB; qtts speaks at most 4 MiB per run",
+                         InputError);
 }
 
 }  // namespace qtts
