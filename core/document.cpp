@@ -2,8 +2,21 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
+
+#include "core/audio_input.h"
 
 namespace qtts {
+
+namespace {
+// The x-vector of generated audio, or nothing for a model without speaker encoder or too little audio.
+std::optional<std::vector<float>> voice_of(const Model& model, const std::vector<float>& audio) {
+    const SpeakerEncoder* encoder = model.speaker_encoder();
+    const int rate = int(model.config().vocoder.sample_rate);
+    if (!encoder || double(audio.size()) < kMinReferenceSeconds * rate) return std::nullopt;
+    return encoder->embed(resample_audio(audio, rate, int(encoder->sample_rate())));
+}
+}  // namespace
 
 DocumentResult synthesize_document(Session& session, const DocumentRequest& request, DocumentObserver* observer) {
     const auto t_start = std::chrono::steady_clock::now();
@@ -35,6 +48,10 @@ DocumentResult synthesize_document(Session& session, const DocumentRequest& requ
         doc.codes.insert(doc.codes.end(), r.codes.begin(), r.codes.end());
         doc.n_frames += r.n_frames;
         doc.n_samples += int64_t(r.audio.size());
+        if (i == 0 && pieces.size() > 1 && request.keep_voice && !req.speaker_embedding) {
+            req.speaker_embedding = voice_of(session.model(), r.audio);
+            doc.voice_from_first_piece = req.speaker_embedding.has_value();
+        }
         doc.pieces.push_back({pieces[i], r.n_frames, r.frame_cap, r.stop, r.times});
         if (observer) observer->on_piece_end(i, doc.pieces.back());
         if (r.stop == StopReason::cancelled) {

@@ -20,6 +20,9 @@ struct DocumentRequest {
     bool split = true;       // false: one piece, however long
     SplitOptions split_options;
     double pause_s = 0.25;   // silence between pieces
+    // Without a speaker embedding, a Base model's voice would drift from piece to piece; with keep_voice
+    // the x-vector of the first piece's audio (when it is at least kMinReferenceSeconds long) voices the rest.
+    bool keep_voice = true;
 };
 
 struct PieceSummary {
@@ -36,6 +39,7 @@ struct DocumentResult {
     int64_t n_frames = 0, n_samples = 0;
     double first_audio_s = -1, total_s = 0;
     bool cancelled = false;
+    bool voice_from_first_piece = false;  // keep_voice applied
 };
 
 // A SynthesisObserver that also hears where pieces begin and end.

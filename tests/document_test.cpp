@@ -40,6 +40,7 @@ TEST_CASE("a document is its pieces' audio joined by silence, streamed in order"
     doc.piece.max_frames = 6;
     doc.piece.seed = 11;
     doc.pause_s = 0.1;
+    doc.keep_voice = false;
     Collector collector;
     const DocumentResult r = synthesize_document(session, doc, &collector);
     REQUIRE(r.pieces.size() == 2);
@@ -90,6 +91,31 @@ TEST_CASE("a document stops between pieces when asked, and bad text fails before
     doc.split = false;
     doc.piece.text = kTwoPieces;
     CHECK(synthesize_document(session, doc, nullptr).pieces.size() == 1);
+}
+
+TEST_CASE("without a speaker embedding, the first piece's voice carries over to the rest") {
+    Session session(tiny_model());
+    DocumentRequest doc;
+    doc.piece.text = kTwoPieces;
+    doc.piece.max_frames = 15;  // 1.2 s of audio: enough for an x-vector
+    doc.piece.seed = 3;
+    const DocumentResult r = synthesize_document(session, doc, nullptr);
+    REQUIRE(r.pieces.size() == 2);
+    CHECK(r.voice_from_first_piece);
+
+    SynthesisRequest one = doc.piece;
+    one.text = r.pieces[0].text;
+    const SynthesisResult a = session.synthesize(one);
+    one.text = r.pieces[1].text;
+    one.rng_frame_offset = uint64_t(a.n_frames) + 1;
+    one.speaker_embedding = tiny_model()->speaker_encoder()->embed(a.audio);
+    const SynthesisResult b = session.synthesize(one);
+    CHECK(std::equal(b.codes.begin(), b.codes.end(), r.codes.begin() + int64_t(a.codes.size()), r.codes.end()));
+    one.speaker_embedding.reset();
+    CHECK(session.synthesize(one).codes != b.codes);  // the voice really changed the second piece
+
+    doc.piece.max_frames = 5;  // 0.4 s: too short to take a voice from
+    CHECK_FALSE(synthesize_document(session, doc, nullptr).voice_from_first_piece);
 }
 
 }  // namespace qtts
