@@ -4,7 +4,9 @@
 # with tests, builds, runs `ctest -L gpu` and the benchmark. Logs go to $OUT (default /tmp/qtts-out).
 # Usage: bash scripts/device_build_and_test.sh [bench args...]
 #   Env: OUT, BUILD_DIR (build-device), JOBS (nproc), ARCHS (90), SKIP_TESTS=1, SKIP_BENCH=1, NCU=1 (profile),
-#        TARGETS (default: qtts_cuda_tests bench_cuda_backend; add qtts for the CLI)
+#        TARGETS (default: qtts_cuda_tests bench_cuda_backend; add qtts for the CLI),
+#        SOAK=N (also build qtts_soak and synthesize N utterances on random 0.6B weights),
+#        SANITIZE=1 (compute-sanitizer memcheck, racecheck and synccheck on qtts_cuda_tests)
 # From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +59,17 @@ fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   timeout 150 "$build/bench_cuda_backend" "$@" 2>&1 | tee "$out/bench.log"
   log "bench exit ${PIPESTATUS[0]}"
+fi
+if [ "${SOAK:-0}" != 0 ]; then
+  cmake --build "$build" -j "${JOBS:-$(nproc)}" --target qtts_soak >>"$out/build.log" 2>&1 || log "qtts_soak build FAILED"
+  timeout 400 "$build/qtts_soak" --random 0.6b --device cuda --count "$SOAK" --json "$out/soak.json" 2>&1 | tee "$out/soak.log"
+  log "soak exit ${PIPESTATUS[0]}"
+fi
+if [ "${SANITIZE:-0}" = 1 ]; then
+  for tool in memcheck racecheck synccheck; do
+    timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 9 "$build/qtts_cuda_tests" >"$out/sanitize_$tool.log" 2>&1
+    log "compute-sanitizer $tool exit $? ($(grep -cE '^========= (Invalid|Race|Barrier|Error)' "$out/sanitize_$tool.log") reports): $(tail -1 "$out/sanitize_$tool.log")"
+  done
 fi
 if [ "${NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
   timeout 100 ncu --clock-control none --kernel-name regex:"talker_step|predictor_frame" --launch-skip 5 --launch-count 2 \
