@@ -14,6 +14,7 @@
 #include "core/document.h"
 #include "core/engine.h"
 #include "core/error.h"
+#include "core/speaker_encoder.h"
 #include "core/utf8.h"
 
 namespace qtts::cli {
@@ -28,6 +29,7 @@ struct SpeakOptions {
     // Unset values fall back to the checkpoint's generation_config.json.
     std::optional<float> temperature, top_p, repetition_penalty, sub_temperature, sub_top_p, sub_repetition_penalty;
     std::optional<int64_t> top_k, sub_top_k;
+    std::string speaker_ref, speaker_embedding, speaker_embedding_out;  // voice of a Base model (x-vector)
 };
 
 // At most `n` code points of `text`, with "…" when cut: piece texts in one-line messages.
@@ -144,6 +146,7 @@ void run_speak(const CommonOptions& common, const SpeakOptions& o) {
     req.talker = merge(talker_sampler_defaults(g), o.greedy, o.temperature, o.top_k, o.top_p, o.repetition_penalty);
     req.predictor = merge(predictor_sampler_defaults(g), o.greedy, o.sub_temperature, o.sub_top_k, o.sub_top_p,
                           o.sub_repetition_penalty);
+    req.speaker_embedding = resolve_speaker_embedding(*model, {o.speaker_ref, o.speaker_embedding, o.speaker_embedding_out});
     doc.split = !o.no_split;
     doc.pause_s = double(o.pause_ms) / 1000.0;
 
@@ -210,6 +213,13 @@ void register_speak(CLI::App& app, const CommonOptions& common) {
         ->check(CLI::IsMember({"pcm16", "f32"}))
         ->capture_default_str();
     sub->add_option("--codes-out", o->codes_out, "Also write the generated codes as JSON [[16 ints], ...]");
+    auto* voice = sub->add_option_group("Voice", "A Base model speaks in the voice of a reference recording (x-vector)");
+    voice->add_option("--speaker-ref", o->speaker_ref,
+                      "Reference recording: any format libsndfile reads, 1-60 s (3-10 s of clear speech is best)");
+    voice->add_option("--speaker-embedding", o->speaker_embedding,
+                      "Voice from an x-vector file written by --speaker-embedding-out (no recording needed)");
+    voice->add_option("--speaker-embedding-out", o->speaker_embedding_out,
+                      "Also save the reference's x-vector to this JSON file");
     auto* talker = sub->add_option_group("Talker sampling", "Defaults come from the model's generation_config.json");
     talker->add_option("--temperature", o->temperature, "Sampling temperature (default 0.9)");
     talker->add_option("--top-k", o->top_k, "Top-k (0 = off; default 50)")->check(CLI::NonNegativeNumber);

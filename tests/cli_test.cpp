@@ -339,3 +339,47 @@ TEST_CASE("long text is spoken piece by piece with a warning naming a piece cut 
 }
 
 }  // namespace qtts
+
+namespace qtts {
+
+TEST_CASE("qtts speak takes the voice from a reference recording or a saved speaker embedding") {
+    const auto fixture = test::load_json(test::data_dir() / "fixtures" / "speaker_fixture.json");
+    const auto& item = fixture["items"][0];
+    const auto ref = test::data_dir() / "fixtures" / fixture["recording"].get<std::string>();
+    test::TempDir tmp;
+    const auto voice = tmp.path / "voice.json", codes = tmp.path / "codes.json";
+    const auto speak = [&](const std::string& voice_args, const std::string& wav) {
+        return run(fmt::format("{} --device cpu speak {} --language {} --greedy --repetition-penalty 1 --max-frames 31 "
+                               "--no-split -o {} --codes-out {} {}",
+                               model_arg(), quote(item["text"].get<std::string>()), item["language"].get<std::string>(),
+                               quote((tmp.path / wav).string()), quote(codes.string()), voice_args));
+    };
+    // The official x-vector-only codes, from the recording and then from the x-vector saved on the way.
+    auto r = speak("--speaker-ref " + quote(ref.string()) + " --speaker-embedding-out " + quote(voice.string()), "a.wav");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(test::load_json(codes) == item["codes"]);
+    const auto saved = test::load_json(voice)["values"].get<std::vector<float>>();
+    const auto official = fixture["embedding"].get<std::vector<float>>();
+    REQUIRE(saved.size() == official.size());
+    for (size_t i = 0; i < saved.size(); ++i) CHECK(std::fabs(saved[i] - official[i]) <= 1e-4f);
+    std::filesystem::remove(codes);
+    r = speak("--speaker-embedding " + quote(voice.string()), "b.wav");
+    REQUIRE(r.exit_code == 0);
+    CHECK(test::load_json(codes) == item["codes"]);
+
+    // Bad references and embeddings: exit code 3, one error line naming the file, a hint, no output.
+    std::ofstream(tmp.path / "notes.txt") << "not audio";
+    r = speak("--speaker-ref " + quote((tmp.path / "notes.txt").string()), "c.wav");
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("error: cannot read audio " + (tmp.path / "notes.txt").string()) != std::string::npos);
+    CHECK(r.err.find("\nhint: ") != std::string::npos);
+    r = speak("--speaker-embedding " + quote((tmp.path / "notes.txt").string()), "c.wav");
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("is not usable: not valid JSON\nhint: ") != std::string::npos);
+    r = speak("--speaker-ref " + quote(ref.string()) + " --speaker-embedding " + quote(voice.string()), "c.wav");
+    CHECK(r.exit_code == 3);
+    CHECK_FALSE(std::filesystem::exists(tmp.path / "c.wav"));
+}
+
+}  // namespace qtts
