@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "core/sampler.h"
 
@@ -40,17 +41,34 @@ public:
     virtual std::string name() const = 0;
 };
 
+// One utterance's streaming speech-tokenizer decoder (codes -> 24 kHz PCM) with its carried state. The CPU
+// one is VocoderStream (core/vocoder.h); a GPU backend may supply its own. Any chunking of the pushed frames
+// gives the same audio as one push.
+class VocoderBackend {
+public:
+    virtual ~VocoderBackend() = default;
+    // Decodes the next frames (codes frame-major, a whole number of frames) and appends exactly
+    // n_frames * samples_per_frame samples to `out`. Throws InputError for a code out of range.
+    virtual void push(std::span<const int32_t> codes, std::vector<float>& out) = 0;
+    // Back to the start of a new utterance (zero history, position 0).
+    virtual void reset() = 0;
+    virtual std::string name() const = 0;
+};
+
 struct ModelWeights;
 struct ModelConfig;
+class Vocoder;
 
 struct Backends {
     std::unique_ptr<TalkerBackend> talker;
     std::unique_ptr<PredictorBackend> predictor;
+    std::unique_ptr<VocoderBackend> vocoder;  // nullptr: the session uses the CPU VocoderStream
 };
 
 // A GPU library registers its factory at program start (the CLI calls qtts::cuda::register_backend());
 // core/ itself never depends on CUDA. The factory throws GpuError when no usable device exists.
-using BackendFactory = std::function<Backends(const ModelConfig& config, const ModelWeights& weights)>;
+using BackendFactory =
+    std::function<Backends(const ModelConfig& config, const ModelWeights& weights, const Vocoder& vocoder)>;
 void register_gpu_backend(BackendFactory factory);
 // nullptr when no GPU library was linked in.
 const BackendFactory* gpu_backend();

@@ -151,13 +151,15 @@ std::string prepare_text(std::string_view raw) {
 
 Session::Session(std::shared_ptr<const Model> model) : model_(std::move(model)) {
     if (model_->device() == Device::cuda) {
-        Backends b = (*gpu_backend())(model_->config(), model_->weights());
+        Backends b = (*gpu_backend())(model_->config(), model_->weights(), model_->vocoder());
         talker_ = std::move(b.talker);
         predictor_ = std::move(b.predictor);
+        vocoder_ = std::move(b.vocoder);
     } else {
         talker_ = make_cpu_talker(model_->weights());
         predictor_ = make_cpu_predictor(model_->weights());
     }
+    if (!vocoder_) vocoder_ = std::make_unique<VocoderStream>(model_->vocoder());
 }
 
 std::string Session::backend_name() const { return talker_->name(); }
@@ -240,7 +242,8 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
     talker_->prefill(embeds, L);
     res.times.prefill_s = seconds_since(t0);
 
-    VocoderStream vocoder(model_->vocoder());
+    VocoderBackend& vocoder = *vocoder_;
+    vocoder.reset();
     std::vector<int32_t> history, frame(static_cast<size_t>(G)), predicted(static_cast<size_t>(G)), pending;
     std::vector<float> logits(static_cast<size_t>(vocab)), next(static_cast<size_t>(E)), pcm;
     const auto flush_vocoder = [&]() {

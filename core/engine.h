@@ -151,6 +151,7 @@ private:
     std::shared_ptr<const Model> model_;
     std::unique_ptr<TalkerBackend> talker_;
     std::unique_ptr<PredictorBackend> predictor_;
+    std::unique_ptr<VocoderBackend> vocoder_;  // GPU one from the factory, else the CPU VocoderStream
 };
 
 }  // namespace qtts

@@ -11,78 +11,13 @@
 
 #include "core/error.h"
 #include "core/vocoder_ops.h"
+#include "core/vocoder_weights.h"
 
 namespace qtts {
 
-using vocoder_ops::PackedWeight;
+using namespace voc;
 
 namespace {
-
-// The residual units of every decoder block (official: `for dilation in (1, 3, 9)`).
-constexpr std::array<int64_t, 3> kUnitDilations{1, 3, 9};
-constexpr int64_t kConvNeXtKernel = 7;
-constexpr float kConvNeXtEps = 1e-6f;
-constexpr float kCodebookEps = 1e-5f;  // EuclideanCodebook clamps cluster_usage to at least this
-
-// SnakeBeta parameters, stored in log space in the checkpoint.
-struct Snake {
-    std::vector<float> alpha;     // [ch] exp(alpha)
-    std::vector<float> inv_beta;  // [ch] 1 / (exp(beta) + 1e-9)
-};
-
-// Causal Conv1d: left zero padding (k - 1) * dilation, stride 1.
-struct CausalConv {
-    PackedWeight w;  // taps = kernel size, [n_in] -> [n_out]
-    int64_t dilation = 1;
-    int64_t history() const { return (w.n_tap - 1) * dilation; }
-};
-
-// ConvTranspose1d with kernel 2 * stride whose last `stride` outputs are dropped (or kernel == stride, nothing
-// dropped): exactly T * stride outputs, output t * stride + j reading inputs t - 1 and t.
-struct TransposedConv {
-    std::vector<PackedWeight> phases;  // [stride], each [n_tap = k / stride][n_in] -> [n_out]
-    int64_t stride = 1;
-    int64_t history() const { return phases.front().n_tap - 1; }
-};
-
-struct TransformerLayer {
-    std::vector<float> attn_norm;   // [hidden] input_layernorm
-    PackedWeight q, k, v;           // [hidden] -> [n_head * head_dim], [n_kv_head * head_dim] x 2, no bias
-    PackedWeight o;                 // [n_head * head_dim] -> [hidden], no bias
-    std::vector<float> attn_scale;  // [hidden] self_attn_layer_scale
-    std::vector<float> mlp_norm;    // [hidden] post_attention_layernorm
-    PackedWeight gate, up;          // [hidden] -> [n_ff], no bias
-    PackedWeight down;              // [n_ff] -> [hidden], no bias
-    std::vector<float> mlp_scale;   // [hidden] mlp_layer_scale
-};
-
-struct ConvNeXt {
-    std::vector<float> dw_weight;  // [7, latent] depthwise causal conv, tap-major
-    std::vector<float> dw_bias;    // [latent]
-    std::vector<float> norm_w;     // [latent] LayerNorm, eps 1e-6
-    std::vector<float> norm_b;     // [latent]
-    PackedWeight pw1;              // [latent] -> [4 * latent] + bias
-    PackedWeight pw2;              // [4 * latent] -> [latent] + bias
-    std::vector<float> gamma;      // [latent]
-};
-
-struct UpsampleStage {
-    TransposedConv up;  // [latent] -> [latent], kernel = stride = ratio
-    ConvNeXt block;
-};
-
-struct ResidualUnit {
-    Snake act1;        // [ch]
-    CausalConv conv1;  // [ch] -> [ch], k 7, dilation 1 / 3 / 9
-    Snake act2;        // [ch]
-    CausalConv conv2;  // [ch] -> [ch], k 1
-};
-
-struct DecoderBlock {
-    Snake act;                          // [in]
-    TransposedConv up;                  // [in] -> [out = in / 2], kernel 2 * rate, stride rate
-    std::array<ResidualUnit, 3> units;  // [out]
-};
 
 // The last `rows` input rows of one causal op, oldest first: zeros at the stream start, which is exactly the
 // causal zero padding of a full pass.
@@ -108,24 +43,6 @@ struct BlockState {
 };
 
 }  // namespace
-
-struct VocoderWeights {
-    VocoderConfig config;
-    std::vector<float> codebooks;   // [num_quantizers, codebook_size, vq_dim], normalized
-    PackedWeight semantic_proj;     // [vq_dim] -> [codebook_dim] rvq_first.output_proj, no bias
-    PackedWeight acoustic_proj;     // [vq_dim] -> [codebook_dim] rvq_rest.output_proj, no bias
-    CausalConv pre_conv;            // [codebook_dim] -> [latent], k 3
-    PackedWeight input_proj;        // [latent] -> [hidden] + bias
-    std::vector<TransformerLayer> layers;
-    std::vector<float> final_norm;  // [hidden]
-    PackedWeight output_proj;       // [hidden] -> [latent] + bias
-    std::vector<float> inv_freq;    // [head_dim / 2] RoPE frequencies
-    std::vector<UpsampleStage> upsample;
-    CausalConv decoder_in;          // [latent] -> [decoder_dim], k 7
-    std::vector<DecoderBlock> blocks;
-    Snake final_act;                // [decoder_dim >> n_blocks]
-    CausalConv final_conv;          // [decoder_dim >> n_blocks] -> [1], k 7
-};
 
 struct VocoderState {
     int64_t frames_done = 0;
@@ -426,7 +343,7 @@ void decode_chunk(const VocoderWeights& w, VocoderState& st, const int32_t* code
     st.frames_done += n;
 }
 
-void check_codes(const VocoderConfig& c, std::span<const int32_t> codes, int64_t first_frame) {
+void check_codes_impl(const VocoderConfig& c, std::span<const int32_t> codes, int64_t first_frame) {
     if (int64_t(codes.size()) % c.num_quantizers != 0)
         throw InputError(fmt::format("vocoder: {} codes is not a whole number of {}-code frames", codes.size(),
                                      c.num_quantizers));
@@ -438,6 +355,10 @@ void check_codes(const VocoderConfig& c, std::span<const int32_t> codes, int64_t
 }
 
 }  // namespace
+
+void check_vocoder_codes(const VocoderConfig& config, std::span<const int32_t> codes, int64_t first_frame) {
+    check_codes_impl(config, codes, first_frame);
+}
 
 // ---- Vocoder --------------------------------------------------------------------------------------------
 
@@ -559,7 +480,7 @@ VocoderStream& VocoderStream::operator=(VocoderStream&&) noexcept = default;
 
 void VocoderStream::push(std::span<const int32_t> codes, std::vector<float>& out) {
     const VocoderConfig& c = weights_->config;
-    check_codes(c, codes, state_->frames_done);
+    check_vocoder_codes(c, codes, state_->frames_done);
     const int64_t n_frames = int64_t(codes.size()) / c.num_quantizers;
     for (int64_t f = 0; f < n_frames; f += max_chunk_frames_) {
         const int64_t n = std::min(max_chunk_frames_, n_frames - f);

@@ -16,6 +16,7 @@
 #include <span>
 #include <vector>
 
+#include "core/backend.h"
 #include "core/model_config.h"
 #include "core/safetensors.h"
 
@@ -35,6 +36,8 @@ public:
     // One pass over codes [n_frames * num_quantizers], frame-major (frame f's codes are contiguous); returns
     // n_frames * samples_per_frame samples in [-1, 1]. Throws InputError for a code outside [0, codebook_size).
     std::vector<float> decode(std::span<const int32_t> codes) const;
+    // The loaded weights (core/vocoder_weights.h), for backends that upload them elsewhere.
+    const VocoderWeights& weights() const { return *weights_; }
 
 private:
     friend class VocoderStream;
@@ -42,7 +45,11 @@ private:
     std::shared_ptr<const VocoderWeights> weights_;
 };
 
-class VocoderStream {
+// Throws InputError unless `codes` is a whole number of frames with every code in [0, codebook_size);
+// `first_frame` numbers the frames in the message.
+void check_vocoder_codes(const VocoderConfig& config, std::span<const int32_t> codes, int64_t first_frame);
+
+class VocoderStream final : public VocoderBackend {
 public:
     // Frames per internal pass: a longer push is decoded in pieces of this many frames (same result, bounded
     // scratch memory: about 30 MB per 32 frames at the real widths).
@@ -50,15 +57,16 @@ public:
 
     // Keeps a reference to `vocoder`'s weights; the Vocoder object itself may go away.
     explicit VocoderStream(const Vocoder& vocoder, int64_t max_chunk_frames = kDefaultMaxChunkFrames);
-    ~VocoderStream();
+    ~VocoderStream() override;
     VocoderStream(VocoderStream&&) noexcept;
     VocoderStream& operator=(VocoderStream&&) noexcept;
 
     // Decodes the next frames (codes frame-major, a whole number of frames) and appends exactly
     // n_frames * samples_per_frame samples to `out`. On InputError (a code out of range) nothing is consumed.
-    void push(std::span<const int32_t> codes, std::vector<float>& out);
+    void push(std::span<const int32_t> codes, std::vector<float>& out) override;
     // Back to the start of a new utterance (zero history, position 0).
-    void reset();
+    void reset() override;
+    std::string name() const override { return "cpu"; }
     int64_t frames_done() const;
 
 private:

@@ -13,6 +13,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/talker.h"
+#include "cuda/cuda_vocoder.h"
 #include "cuda/device_buffer.h"
 #include "cuda/device_info.h"
 #include "cuda/stack_kernels.h"
@@ -592,7 +593,11 @@ Backends make_backends(const ModelConfig& config, const ModelWeights& weights, c
 
 void register_backend() {
     if (device_count() <= 0) return;
-    register_gpu_backend([](const ModelConfig& c, const ModelWeights& w) { return make_backends(c, w); });
+    register_gpu_backend([](const ModelConfig& c, const ModelWeights& w, const Vocoder& v) {
+        Backends b = make_backends(c, w);
+        b.vocoder = make_vocoder_stream(v);
+        return b;
+    });
 }
 
 }  // namespace qtts::cuda

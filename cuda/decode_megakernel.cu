@@ -534,6 +534,7 @@ __device__ float block_kth_largest(const float* v, int n, int k, int* hist, int*
             int c[8], sum = 0;
 #pragma unroll
             for (int q = 0; q < 8; ++q) sum += (c[q] = h[255 - 8 * lane - q]);
+            __syncwarp();  // every lane has read sel[1] before one lane rewrites it below (racecheck)
             int incl = sum;
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {
