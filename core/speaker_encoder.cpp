@@ -22,11 +22,17 @@ namespace qtts {
 
 namespace fs = std::filesystem;
 using vocoder_ops::conv_rows;
-using vocoder_ops::PackedWeight;
 
 namespace {
 
 constexpr float kStatsEps = 1e-12f;  // AttentiveStatisticsPooling: std = sqrt(max(var, eps))
+
+// Index into [0, n) of position i of a reflect-padded sequence (mirrored at the ends without repeating them,
+// as torch's "reflect"); valid for -n < i < 2n - 1.
+int64_t reflect_index(int64_t i, int64_t n) {
+    if (i < 0) i = -i;
+    return i >= n ? 2 * (n - 1) - i : i;
+}
 
 // ---- front-end ----------------------------------------------------------------------------------------------
 
@@ -109,12 +115,8 @@ void conv_same(const SpeakerEncoder::Conv& c, const float* x, int64_t ld_x, int6
     }
     QTTS_CHECK(T > total - left, "{} frames are too few for a reflect pad of {}", T, total - left);
     padded.resize(size_t((T + total) * n_in));
-    for (int64_t i = 0; i < T + total; ++i) {
-        int64_t src = i - left;
-        if (src < 0) src = -src;
-        if (src >= T) src = 2 * (T - 1) - src;
-        std::copy_n(x + src * ld_x, n_in, &padded[size_t(i * n_in)]);
-    }
+    for (int64_t i = 0; i < T + total; ++i)
+        std::copy_n(x + reflect_index(i - left, T) * ld_x, n_in, &padded[size_t(i * n_in)]);
     conv_rows(c.w, padded.data(), n_in, c.dilation, T, y, ld_y);
 }
 
@@ -236,12 +238,8 @@ Tensor log_mel_spectrogram(std::span<const float> audio, const Tensor& filterban
         std::vector<double> magnitude(static_cast<size_t>(n_bins));
 #pragma omp for schedule(static)
         for (int64_t f = 0; f < frames; ++f) {
-            for (int64_t i = 0; i < kMelFft; ++i) {
-                int64_t src = f * kMelHop + i - pad;  // reflect padding (no edge repeat)
-                if (src < 0) src = -src;
-                if (src >= n) src = 2 * (n - 1) - src;
-                spectrum[size_t(i)] = audio[size_t(src)] * window[size_t(i)];
-            }
+            for (int64_t i = 0; i < kMelFft; ++i)
+                spectrum[size_t(i)] = audio[size_t(reflect_index(f * kMelHop + i - pad, n))] * window[size_t(i)];
             fft(spectrum.data());
             for (int64_t k = 0; k < n_bins; ++k) magnitude[size_t(k)] = std::sqrt(std::norm(spectrum[size_t(k)]) + kMagnitudeEps);
             for (int64_t m = 0; m < n_mels; ++m) {
@@ -258,14 +256,15 @@ Tensor log_mel_spectrogram(std::span<const float> audio, const Tensor& filterban
 SpeakerEncoder SpeakerEncoder::load(const TensorStore& store, const SpeakerEncoderConfig& config) {
     SpeakerEncoder e;
     e.config_ = config;
-    // The official front-end's fmax is fixed at 12 kHz for its fixed 24 kHz input (validate() pins the rate).
-    e.mel_filterbank_ = slaney_mel_filterbank(config.sample_rate, kMelFft, config.mel_dim, 0.0, config.sample_rate / 2.0);
     const auto& ch = config.channels;
     const auto& k = config.kernel_sizes;
     const auto& d = config.dilations;
     const int64_t n = int64_t(ch.size()), scale = config.res2net_scale, C = ch.back();
     const std::string p = "speaker_encoder.";
     e.block0_ = load_conv(store, p + "blocks.0.conv", ch[0], config.mel_dim, k[0], d[0]);
+    // After block 0 has checked mel_dim against the weights. The official front-end's fmax is fixed at 12 kHz for
+    // its fixed 24 kHz input (validate() pins the rate).
+    e.mel_filterbank_ = slaney_mel_filterbank(config.sample_rate, kMelFft, config.mel_dim, 0.0, config.sample_rate / 2.0);
     for (int64_t i = 1; i + 1 < n; ++i) {
         const std::string b = fmt::format("{}blocks.{}.", p, i);
         const int64_t c = ch[size_t(i)], width = c / scale;
@@ -322,7 +321,8 @@ std::vector<float> SpeakerEncoder::encode(const Tensor& log_mel) const {
     std::vector<float> h(size_t(T * C));
     tdnn(mfa_, cat.data(), cat_width, T, h.data(), C, padded);
 
-    // Attentive statistics pooling: global statistics (uniform weights), attention logits, softmax over time.
+    // Attentive statistics pooling: global statistics (uniform weights 1/T, as the official masked form computes
+    // them), attention logits, softmax over time, weighted statistics.
     std::vector<float> uniform(size_t(T * C), 1.0f / float(T)), stats(size_t(2 * C));
     weighted_stats(h.data(), uniform.data(), T, C, stats.data(), stats.data() + C);
     std::vector<float> bias(static_cast<size_t>(A));

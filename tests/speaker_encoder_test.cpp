@@ -329,3 +329,28 @@ TEST_CASE("speaker embedding files round-trip bit-exact and corrupt ones are ref
 }
 
 }  // namespace qtts
+
+namespace qtts {
+
+TEST_CASE("speaker encoder: config.json layouts the ECAPA-TDNN cannot run are model errors naming the field") {
+    const auto base = test::load_json(test::tiny_model_dir() / "config.json");
+    const auto error_for = [&](const char* field, const nlohmann::json& value) -> std::string {
+        auto j = base;
+        j["speaker_encoder_config"][field] = value;
+        try {
+            parse_model_config(j.dump(), "config.json");
+        } catch (const ModelError& e) {
+            return e.what();
+        }
+        return "(no ModelError)";
+    };
+    CHECK(error_for("enc_channels", {32, 32, 32, 32, 97}).find("speaker_encoder_config.enc_channels") != std::string::npos);
+    CHECK(error_for("enc_channels", {32, 32, 30, 32, 96}).find("speaker_encoder_config.enc_channels") != std::string::npos);
+    CHECK(error_for("enc_kernel_sizes", {5, 3, 3}).find("speaker_encoder_config.enc_channels") != std::string::npos);
+    CHECK(error_for("enc_res2net_scale", 5).find("speaker_encoder_config.enc_channels") != std::string::npos);
+    CHECK(error_for("sample_rate", 16000).find("speaker_encoder_config.sample_rate") != std::string::npos);
+    CHECK(error_for("mel_dim", 0).find("speaker_encoder_config.mel_dim") != std::string::npos);
+    CHECK(parse_model_config(base.dump(), "config.json").speaker_encoder->channels == std::vector<int64_t>{32, 32, 32, 32, 96});
+}
+
+}  // namespace qtts
