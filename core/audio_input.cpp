@@ -51,6 +51,8 @@ std::vector<float> prepare_reference_audio(const AudioData& audio, int sample_ra
     const auto bad = [&](const std::string& why) {
         return InputError(fmt::format("reference recording {} {}", name, why), kReferenceHint);
     };
+    if (audio.channels < 1 || audio.sample_rate < 1)
+        throw bad(fmt::format("has {} channels at {} Hz", audio.channels, audio.sample_rate));
     if (audio.samples.empty()) throw bad("is empty");
     const double seconds = double(audio.samples.size() / size_t(audio.channels)) / audio.sample_rate;
     if (seconds < kMinReferenceSeconds)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <complex>
 #include <fstream>
@@ -421,7 +422,7 @@ std::vector<float> load_speaker_embedding(const fs::path& path) {
     for (const auto& v : j["values"]) {
         if (!v.is_number()) throw bad(fmt::format("value {} is not a number", values.size()));
         const double x = v.get<double>();
-        if (!std::isfinite(float(x))) throw bad(fmt::format("value {} ({}) is not a finite fp32 number", values.size(), x));
+        if (!(std::fabs(x) <= FLT_MAX)) throw bad(fmt::format("value {} ({}) is not a finite fp32 number", values.size(), x));
         values.push_back(float(x));
     }
     return values;
