@@ -178,7 +178,7 @@ private:
 // Grid-barrier words of one instance, zeroed once at creation and never again.
 class SyncWords {
 public:
-    SyncWords(double timeout_s, unsigned backoff_ns) : words_(2), error_(1) {
+    SyncWords(double timeout_s, unsigned backoff_ns, int stall_cta) : words_(2), error_(1) {
         QTTS_CUDA_CHECK(cudaMemset(words_.get(), 0, words_.bytes()));
         QTTS_CUDA_CHECK(cudaMemset(error_.get(), 0, error_.bytes()));
         sync_.counter = words_.get();
@@ -186,6 +186,7 @@ public:
         sync_.error = error_.get();
         sync_.timeout_ns = (unsigned long long)(timeout_s * 1e9);
         sync_.backoff_ns = backoff_ns;
+        sync_.stall_cta = stall_cta;
     }
     const GridSync& get() const { return sync_; }
 
@@ -289,9 +290,11 @@ struct ScratchBuffers {
     DeviceBuffer<int> head_done;
 
     ScratchBuffers() = default;
-    ScratchBuffers(const StackDev& st, int n_embd, int max_chunks)
-        : h(size_t(n_embd)), qkv(size_t(st.q_dim() + 2 * st.kv_dim())),
-          part(size_t(st.n_head) * max_chunks * (2 + st.head_dim)), attn(size_t(st.q_dim())), act(size_t(st.n_ff)),
+    // cols: positions per pass (the predictor's first pass runs 2; column c at offset c · width).
+    ScratchBuffers(const StackDev& st, int n_embd, int max_chunks, int cols = 1)
+        : h(size_t(cols) * n_embd), qkv(size_t(cols) * (st.q_dim() + 2 * st.kv_dim())),
+          part(size_t(st.n_head) * max_chunks * (2 + st.head_dim)), attn(size_t(cols) * st.q_dim()),
+          act(size_t(cols) * st.n_ff),
           head_done(size_t(st.n_head)) {
         QTTS_CUDA_CHECK(cudaMemset(head_done.get(), 0, head_done.bytes()));  // the combining CTA resets it after use
     }
@@ -310,7 +313,7 @@ struct ScratchBuffers {
 class CudaTalker final : public TalkerBackend, public CudaTimed {
 public:
     CudaTalker(const ModelConfig& config, const ModelWeights& w, const CudaOptions& o)
-        : stack_(w.talker.stack), sync_(o.timeout_s, o.backoff_ns), E_(int(config.talker.stack.n_embd)),
+        : stack_(w.talker.stack), sync_(o.timeout_s, o.backoff_ns, o.test_stall_cta), E_(int(config.talker.stack.n_embd)),
           vocab_(int(config.talker.stack.vocab_size)), options_(o) {
         const StackDev& st = stack_.dev();
         head_ = upload_bf16({&w.talker.codec_head});
@@ -463,7 +466,7 @@ private:
 class CudaPredictor final : public PredictorBackend, public CudaTimed {
 public:
     CudaPredictor(const ModelConfig& config, const ModelWeights& w, const CudaOptions& o)
-        : stack_(w.predictor.stack), sync_(o.timeout_s, o.backoff_ns), G_(int(config.talker.num_code_groups)),
+        : stack_(w.predictor.stack), sync_(o.timeout_s, o.backoff_ns, o.test_stall_cta), G_(int(config.talker.num_code_groups)),
           E_(int(config.predictor.stack.n_embd)), in_dim_(int(config.talker.stack.n_embd)),
           vocab_(int(config.predictor.stack.vocab_size)), vocab0_(int(config.talker.stack.vocab_size)) {
         const auto& p = w.predictor;
@@ -483,9 +486,9 @@ public:
             mtp_w_ = upload_bf16({&*p.mtp_w});
             mtp_b_ = upload(p.mtp_b->data);
         }
-        scratch_ = ScratchBuffers(st, E_, o.max_chunks);
+        scratch_ = ScratchBuffers(st, E_, o.max_chunks, 2);
         logits_d_ = DeviceBuffer<float>(size_t(vocab_));
-        xproj_ = DeviceBuffer<float>(size_t(E_));
+        xproj_ = DeviceBuffer<float>(2 * size_t(E_));
         hidden_d_ = DeviceBuffer<float>(size_t(in_dim_));
         codes_d_ = DeviceBuffer<int>(size_t(G_));
         in_ = PinnedBuffer<float>(size_t(in_dim_));
@@ -493,11 +496,11 @@ public:
         grid_ = plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks);
         grid_.l2_prefetch = o.l2_prefetch ? 1 : 0;
         trace_.init(o.trace, grid_.n_cta);
-        for (int t = 0; t < G_; ++t) {
+        for (int t = 1; t < G_; ++t) {  // pass 1 runs positions 0 and 1 together
             if (p.mtp_w) trace_cls_.push_back(6);
             for (int l = 0; l < st.n_layer; ++l)
                 for (int k = 0; k < 5; ++k) trace_cls_.push_back(t >= 2 && l == 0 && k == 0 && !p.mtp_w ? 7 : k);
-            if (t >= 1) trace_cls_.push_back(5);
+            trace_cls_.push_back(5);
         }
         stack_.ensure_capacity(G_, 0, stream_.get());
         QTTS_CUDA_CHECK(cudaDeviceSynchronize());

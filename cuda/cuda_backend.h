@@ -19,6 +19,7 @@ struct CudaOptions {
     double timeout_s = 2.0;     // grid-barrier watchdog: a launch stuck longer than this fails with GpuError
     unsigned backoff_ns = 0;    // sleep between polls of a grid barrier (0: spin)
     bool trace = false;         // record per-CTA barrier arrival/departure times (CudaTimed::trace_report)
+    int test_stall_cta = -1;    // tests only: this CTA never arrives at a grid barrier (proves the watchdog)
 };
 
 // Registers the CUDA factory with core when qtts::cuda::device_count() > 0; otherwise does nothing.

@@ -17,13 +17,15 @@ using namespace dev;
 
 // ---- shared-memory plan (bytes; every region 16-byte aligned) ----
 struct SmemPlan {
-    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, cw, lg, cidx, cval, cp, sorted, codes, total;
+    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, cw, lg, cidx, cval, cp, sorted, codes;
+    int xs2, part2, res2;  // second column (the predictor's 2-position first pass); empty when cols == 1
+    int total;
 };
 
 QTTS_HD inline int align16(int x) { return (x + 15) & ~15; }
 
 QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int head_chunks, int vocab_sample,
-                                       int n_groups) {
+                                       int n_groups, int cols = 1) {
     SmemPlan p{};
     int o = 0;
     const auto take = [&](int bytes) {
@@ -47,6 +49,10 @@ QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int head
     p.cp = take(vocab_sample * 8);
     p.sorted = take((vocab_sample > 0 ? (vocab_sample > 1024 ? vocab_sample : 1024) : 0) * 4);
     p.codes = take((n_groups + 4) * 4);
+    // Second-column regions go last, so the single-column (talker) layout is unchanged.
+    p.xs2 = take(cols > 1 ? max_k * 4 : 0);
+    p.part2 = take(cols > 1 ? rows_max * 8 * 4 : 0);
+    p.res2 = take(cols > 1 ? rows_max * 4 : 0);
     p.total = o;
     return p;
 }
@@ -96,7 +102,8 @@ struct Grid {
             const unsigned long long t0 = global_ns();
             // Release: this CTA's writes (ordered by the __syncthreads above) before the arrival; the acquire
             // loads below order the other CTAs' writes before our reads (CUTLASS generic-barrier pattern).
-            asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(sync.counter), "r"(1u) : "memory");
+            if (cta != sync.stall_cta)
+                asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(sync.counter), "r"(1u) : "memory");
             int failed = 0;
             for (unsigned spin = 1;; ++spin) {
                 if (int(ld_acquire(sync.counter) - target) >= 0) break;
@@ -406,6 +413,235 @@ __device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n
     return true;
 }
 
+// ---- the code predictor's first pass: positions 0 (talker hidden) and 1 (codebook-0 embedding) together ----
+// Every weight row is read once and dotted with both columns. Each column's arithmetic (summation order
+// included) is exactly that of the single-position phases above, so the results equal two separate passes.
+
+// The first pass's shared memory: the single-column regions (column 0) plus the second column's.
+struct Smem2 : Smem {
+    float *xs2, *part2, *res2;
+};
+__device__ Smem2 carve2(char* base, const SmemPlan& p) {
+    Smem2 s;
+    static_cast<Smem&>(s) = carve(base, p);
+    s.xs2 = reinterpret_cast<float*>(base + p.xs2);
+    s.part2 = reinterpret_cast<float*>(base + p.part2);
+    s.res2 = reinterpret_cast<float*>(base + p.res2);
+    return s;
+}
+
+// res[i] / res2[i] = row(i) · x / x2 (both permuted in shared memory); see matvec_finish.
+__device__ __forceinline__ void matvec_finish2(const RowSrc& src, const MatvecPlan& p, const WeightRegs& r,
+                                               const Smem2& sm) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n = src.n, K = src.K, cpr = K >> 3;
+    const float4* xa = reinterpret_cast<const float4*>(sm.xs);
+    const float4* xb = xa + cpr;
+    const float4* ya = reinterpret_cast<const float4*>(sm.xs2);
+    const float4* yb = ya + cpr;
+    const int s = p.s, tasks = n * s;
+    if (p.fast) {
+#pragma unroll
+        for (int i = 0; i < kMaxT; ++i) {
+            const int t = warp + i * kWarps;
+            if (t < tasks) {
+                const int row = t / s, seg = t - row * s;
+                const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
+                float acc = 0.0f, acc2 = 0.0f;
+#pragma unroll
+                for (int j = 0; j < kMaxL; ++j) {
+                    const int c = c0 + lane + 32 * j;
+                    if (c < c1) {
+                        acc = dot8(r.w[i][j], xa[c], xb[c], acc);
+                        acc2 = dot8(r.w[i][j], ya[c], yb[c], acc2);
+                    }
+                }
+                acc = warp_sum(acc);
+                acc2 = warp_sum(acc2);
+                if (lane == 0) sm.part[t] = acc, sm.part2[t] = acc2;
+            }
+        }
+    } else {
+        for (int t = warp; t < tasks; t += kWarps) {
+            const int row = t / s, seg = t - row * s;
+            const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
+            const uint4* w = reinterpret_cast<const uint4*>(src.row(row));
+            float acc = 0.0f, acc2 = 0.0f;
+            for (int cb = c0; cb < c1; cb += 32 * kUnroll) {
+                uint4 wv[kUnroll];
+#pragma unroll
+                for (int u = 0; u < kUnroll; ++u) {
+                    const int c = cb + u * 32 + lane;
+                    wv[u] = c < c1 ? ld_weight(w + c) : make_uint4(0, 0, 0, 0);
+                }
+#pragma unroll
+                for (int u = 0; u < kUnroll; ++u) {
+                    const int c = cb + u * 32 + lane;
+                    if (c < c1) {
+                        acc = dot8(wv[u], xa[c], xb[c], acc);
+                        acc2 = dot8(wv[u], ya[c], yb[c], acc2);
+                    }
+                }
+            }
+            acc = warp_sum(acc);
+            acc2 = warp_sum(acc2);
+            if (lane == 0) sm.part[t] = acc, sm.part2[t] = acc2;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = 0.0f, v2 = 0.0f;
+        for (int q = 0; q < s; ++q) v += sm.part[i * s + q], v2 += sm.part2[i * s + q];
+        sm.res[i] = v;
+        sm.res2[i] = v2;
+    }
+    __syncthreads();
+}
+
+// Scratch of the 2-position pass: column c of h / qkv / attn / act at offset c · (E / R_qkv / q_dim / F).
+__device__ void phase_qkv2(const StackDev& st, const LayerDev& L, VecIn in0, VecIn in1, const MegaScratch& sc,
+                           const Smem2& sm, const Pre& p) {
+    const int R = st.q_dim() + 2 * st.kv_dim();
+    norm_to_perm(in0, L.input_norm, st.n_embd, st.eps, sm.xs, sm.red);
+    norm_to_perm(in1, L.input_norm, st.n_embd, st.eps, sm.xs2, sm.red);
+    matvec_finish2(p.src, p.plan, p.regs, sm);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) {
+        __stcg(sc.qkv + p.r0 + i, sm.res[i]);
+        __stcg(sc.qkv + R + p.r0 + i, sm.res2[i]);
+    }
+}
+
+// q/k-norm, RoPE, KV append (slots 0 and 1) and attention of both positions, one head per CTA item. Same
+// formulas as CpuPredictor: position 0 attends to itself only (output = v0); position 1 uses a two-key softmax.
+__device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, const MegaScratch& sc,
+                                 const Smem2& sm) {
+    const LayerDev& L = st.layers[layer];
+    const int hd = st.head_dim, Q = st.q_dim(), KV = st.kv_dim(), R = Q + 2 * KV, group = st.n_head / st.n_kv_head;
+    const int half = hd >> 1, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float scale = 1.0f / sqrtf(float(hd));
+    float* kc = st.k_cache + size_t(layer) * st.capacity * KV;
+    float* vc = st.v_cache + size_t(layer) * st.capacity * KV;
+    float *q0 = sm.att_q, *k0 = sm.att_k, *v0 = sm.att_v;
+    float *q1 = sm.att_w, *k1 = sm.att_w + hd, *v1 = sm.att_w + 2 * hd;
+    for (int h = g.cta; h < st.n_head; h += g.n_cta) {
+        const int kvh = h / group;
+        NormRopeRegs nr;
+        if (warp < 4) {  // warp 0: k0, 1: k1, 2: q0, 3: q1 (position = warp & 1)
+            const int pos = warp & 1;
+            norm_rope_load(nr, warp < 2 ? L.k_norm : L.q_norm, hd, st.rope_cos + size_t(pos) * half,
+                           st.rope_sin + size_t(pos) * half);
+        }
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            q0[d] = __ldcg(sc.qkv + h * hd + d);
+            q1[d] = __ldcg(sc.qkv + R + h * hd + d);
+            k0[d] = __ldcg(sc.qkv + Q + kvh * hd + d);
+            k1[d] = __ldcg(sc.qkv + R + Q + kvh * hd + d);
+            v0[d] = __ldcg(sc.qkv + Q + KV + kvh * hd + d);
+            v1[d] = __ldcg(sc.qkv + R + Q + KV + kvh * hd + d);
+        }
+        __syncthreads();
+        if (warp < 4) norm_rope_apply(warp == 0 ? k0 : warp == 1 ? k1 : warp == 2 ? q0 : q1, nr, hd, st.eps);
+        __syncthreads();
+        if (h % group == 0) {
+            for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+                kc[kvh * hd + d] = k0[d];
+                vc[kvh * hd + d] = v0[d];
+                kc[size_t(KV) + kvh * hd + d] = k1[d];
+                vc[size_t(KV) + kvh * hd + d] = v1[d];
+            }
+        }
+        if (warp == 0) {
+            float s0 = 0.0f, s1 = 0.0f;
+            for (int d = lane; d < hd; d += 32) s0 = fmaf(q1[d], k0[d], s0), s1 = fmaf(q1[d], k1[d], s1);
+            s0 = warp_sum(s0) * scale;
+            s1 = warp_sum(s1) * scale;
+            const float mx = fmaxf(s0, s1), e0 = expf(s0 - mx), e1 = expf(s1 - mx);
+            const float inv = 1.0f / (e0 + e1), p0 = e0 * inv, p1 = e1 * inv;
+            for (int d = lane; d < hd; d += 32) {
+                __stcg(sc.attn + h * hd + d, v0[d]);
+                __stcg(sc.attn + Q + h * hd + d, fmaf(p1, v1[d], fmaf(p0, v0[d], 0.0f)));
+            }
+        }
+        __syncthreads();
+    }
+}
+
+__device__ void phase_oproj2(const StackDev& st, VecIn res0, VecIn res1, const MegaScratch& sc, const Smem2& sm,
+                             const Pre& p) {
+    const int E = st.n_embd, Q = st.q_dim();
+    const bool mine = int(threadIdx.x) < p.src.n;
+    const float r0v = mine ? res0(p.r0 + threadIdx.x) : 0.0f, r1v = mine ? res1(p.r0 + threadIdx.x) : 0.0f;
+    load_to_perm(VecIn{sc.attn, nullptr}, Q, sm.xs);
+    load_to_perm(VecIn{sc.attn + Q, nullptr}, Q, sm.xs2);
+    matvec_finish2(p.src, p.plan, p.regs, sm);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) {
+        const bool own = i == int(threadIdx.x);
+        __stcg(sc.h + p.r0 + i, __fadd_rn(own ? r0v : res0(p.r0 + i), sm.res[i]));
+        __stcg(sc.h + E + p.r0 + i, __fadd_rn(own ? r1v : res1(p.r0 + i), sm.res2[i]));
+    }
+}
+
+__device__ void phase_gateup2(const StackDev& st, const LayerDev& L, const MegaScratch& sc, const Smem2& sm,
+                              const Pre& p) {
+    const int E = st.n_embd, F = st.n_ff;
+    norm_to_perm(VecIn{sc.h, nullptr}, L.post_norm, E, st.eps, sm.xs, sm.red);
+    norm_to_perm(VecIn{sc.h + E, nullptr}, L.post_norm, E, st.eps, sm.xs2, sm.red);
+    matvec_finish2(p.src, p.plan, p.regs, sm);
+    const int n = p.src.n_a;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float gt = sm.res[i], up = sm.res[n + i];
+        __stcg(sc.act + p.r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up));
+        const float gt2 = sm.res2[i], up2 = sm.res2[n + i];
+        __stcg(sc.act + F + p.r0 + i, __fmul_rn(gt2 / (1.0f + expf(-gt2)), up2));
+    }
+}
+
+__device__ void phase_down2(const StackDev& st, const MegaScratch& sc, const Smem2& sm, const Pre& p) {
+    const int E = st.n_embd, F = st.n_ff;
+    const bool mine = int(threadIdx.x) < p.src.n;
+    const float r0v = mine ? __ldcg(sc.h + p.r0 + threadIdx.x) : 0.0f;
+    const float r1v = mine ? __ldcg(sc.h + E + p.r0 + threadIdx.x) : 0.0f;
+    load_to_perm(VecIn{sc.act, nullptr}, F, sm.xs);
+    load_to_perm(VecIn{sc.act + F, nullptr}, F, sm.xs2);
+    matvec_finish2(p.src, p.plan, p.regs, sm);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) {
+        const bool own = i == int(threadIdx.x);
+        __stcg(sc.h + p.r0 + i, __fadd_rn(own ? r0v : __ldcg(sc.h + p.r0 + i), sm.res[i]));
+        __stcg(sc.h + E + p.r0 + i, __fadd_rn(own ? r1v : __ldcg(sc.h + E + p.r0 + i), sm.res2[i]));
+    }
+}
+
+// run_layers for positions 0 and 1 at once (the predictor's first pass); same phases, barriers and preloads
+// (the optional L2 bulk prefetch is not issued in this pass).
+__device__ bool run_layers2(Grid& g, const StackDev& st, VecIn x0, VecIn x1, const MegaScratch& sc,
+                            const Smem2& sm, Pre& p, const uint16_t* after, int after_rows, int after_k) {
+    const int E = st.n_embd;
+    for (int l = 0; l < st.n_layer; ++l) {
+        const LayerDev& L = st.layers[l];
+        const VecIn in0 = l == 0 ? x0 : VecIn{sc.h, nullptr}, in1 = l == 0 ? x1 : VecIn{sc.h + E, nullptr};
+        phase_qkv2(st, L, in0, in1, sc, sm, p);
+        if (!g.barrier()) return false;
+        phase_attention2(g, st, l, sc, sm);
+        preload_o(p, st, L, g);
+        if (!g.barrier()) return false;
+        phase_oproj2(st, in0, in1, sc, sm, p);
+        preload_gateup(p, st, L, g);
+        if (!g.barrier()) return false;
+        phase_gateup2(st, L, sc, sm, p);
+        preload_down(p, st, L, g);
+        if (!g.barrier()) return false;
+        phase_down2(st, sc, sm, p);
+        if (l + 1 < st.n_layer) {
+            preload_qkv(p, st, st.layers[l + 1], g);
+        } else {
+            int r0;
+            const RowSrc s = rows_of(after, after_rows, after_k, g, r0);
+            preload(p, s, r0);
+        }
+        if (!g.barrier()) return false;
+    }
+    return true;
+}
+
 __device__ Grid make_grid(const GridSync& sync, int* fail_flag) {
     Grid g;
     g.sync = sync;
@@ -659,6 +895,18 @@ __device__ void phase_project(const PredictorFrameArgs& a, VecIn x, const Smem& 
         __stcg(a.s.xproj + p.r0 + i, sm.res[i] + a.mtp_b[p.r0 + i]);
 }
 
+// Both columns of the first pass (xproj holds 2 · E values).
+__device__ void phase_project2(const PredictorFrameArgs& a, VecIn x0, VecIn x1, const Smem2& sm, const Pre& p) {
+    const int E = a.stack.n_embd;
+    load_to_perm(x0, a.in_dim, sm.xs);
+    load_to_perm(x1, a.in_dim, sm.xs2);
+    matvec_finish2(p.src, p.plan, p.regs, sm);
+    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) {
+        __stcg(a.s.xproj + p.r0 + i, sm.res[i] + a.mtp_b[p.r0 + i]);
+        __stcg(a.s.xproj + E + p.r0 + i, sm.res2[i] + a.mtp_b[p.r0 + i]);
+    }
+}
+
 // The first phase of a pass: the mtp projection when there is one, else layer 0's QKV.
 __device__ __forceinline__ void preload_pass_start(Pre& p, const PredictorFrameArgs& a, const Grid& g) {
     if (a.mtp_w) {
@@ -675,34 +923,42 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
     extern __shared__ __align__(16) char smem_raw[];
     __shared__ int fail_flag;
     const StackDev& st = a.stack;
-    const int E = st.n_embd, G = a.n_groups, V = a.vocab, R_qkv = st.q_dim() + 2 * st.kv_dim();
+    const int E = st.n_embd, G = a.n_groups, V = a.vocab;
     const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max_of(st, V, a.in_dim, gridDim.x),
-                                         st.head_dim, st.n_head * max_chunks, V, G);
-    const Smem sm = carve(smem_raw, plan);
+                                         st.head_dim, st.n_head * max_chunks, V, G, 2);
+    const Smem2 sm = carve2(smem_raw, plan);
     Grid g = make_grid(a.sync, &fail_flag);
     if (threadIdx.x == 0) sm.codes[0] = a.code0;
     Pre p;
     preload_pass_start(p, a, g);
     __syncthreads();
-    for (int t = 0; t < G; ++t) {
-        // Position t's input: the talker hidden, then codebook t-1 embedded (codebook 0 with the talker table).
-        VecIn x = t == 0   ? VecIn{a.talker_hidden, nullptr}
-                  : t == 1 ? VecIn{nullptr, a.emb0 + size_t(sm.codes[0]) * a.in_dim}
-                           : VecIn{nullptr, a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
-        if (a.mtp_w) {
-            phase_project(a, x, sm, p);
-            preload_qkv(p, st, st.layers[0], g);
-            QTTS_GRID_BARRIER(g);
-            x = VecIn{a.s.xproj, nullptr};
+    // Pass t (1 .. G-1) ends with head t-1, which predicts codebook t. Pass 1 runs positions 0 (the talker
+    // hidden) and 1 (codebook 0 embedded with the talker table) together, reading the weights once.
+    for (int t = 1; t < G; ++t) {
+        const uint16_t* head = a.heads + size_t(t - 1) * V * E;
+        MegaScratch hs = a.s;  // the head reads the last position's hidden
+        if (t == 1) {
+            VecIn x0{a.talker_hidden, nullptr}, x1{nullptr, a.emb0 + size_t(sm.codes[0]) * a.in_dim};
+            if (a.mtp_w) {
+                phase_project2(a, x0, x1, sm, p);
+                preload_qkv(p, st, st.layers[0], g);
+                QTTS_GRID_BARRIER(g);
+                x0 = VecIn{a.s.xproj, nullptr};
+                x1 = VecIn{a.s.xproj + E, nullptr};
+            }
+            if (!run_layers2(g, st, x0, x1, a.s, sm, p, head, V, E)) return;
+            hs.h += E;
+        } else {
+            VecIn x{nullptr, a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
+            if (a.mtp_w) {
+                phase_project(a, x, sm, p);
+                preload_qkv(p, st, st.layers[0], g);
+                QTTS_GRID_BARRIER(g);
+                x = VecIn{a.s.xproj, nullptr};
+            }
+            if (!run_layers(g, st, x, t, 1, max_chunks, a.s, sm, p, head, V, E, l2)) return;
         }
-        const uint16_t* head = t >= 1 ? a.heads + size_t(t - 1) * V * E : nullptr;
-        // After the layers: this position's head, or (position 0) the next pass's first weights.
-        const uint16_t* after = head ? head : (a.mtp_w ? a.mtp_w : st.layers[0].wqkv);
-        const int after_rows = head ? V : (a.mtp_w ? E : R_qkv);
-        const int after_k = head ? E : (a.mtp_w ? a.in_dim : E);
-        if (!run_layers(g, st, x, t, 1, max_chunks, a.s, sm, p, after, after_rows, after_k, l2)) return;
-        if (t == 0) continue;
-        phase_head(g, st, a.s.logits, nullptr, a.s, sm, p);
+        phase_head(g, st, a.s.logits, nullptr, hs, sm, p);
         if (t + 1 < G) preload_pass_start(p, a, g);
         QTTS_GRID_BARRIER(g);
         unsigned long long* sub =
@@ -736,7 +992,7 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
 
 template <class Kernel>
 MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, int vocab_sample, int n_groups,
-                     int max_chunks) {
+                     int max_chunks, int cols) {
     int device = 0;
     QTTS_CUDA_CHECK(cudaGetDevice(&device));
     cudaDeviceProp prop{};
@@ -746,7 +1002,7 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
     m.max_chunks = max_chunks;
     m.n_cta = prop.multiProcessorCount;
     const SmemPlan plan = make_smem_plan(max_k_of(st, in_dim), rows_max_of(st, vocab, in_dim, m.n_cta),
-                                         st.head_dim, st.n_head * max_chunks, vocab_sample, n_groups);
+                                         st.head_dim, st.n_head * max_chunks, vocab_sample, n_groups, cols);
     m.smem = size_t(plan.total);
     if (m.smem > prop.sharedMemPerBlockOptin) throw_gpu_error("decode megakernel needs more shared memory than this GPU has");
     QTTS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(m.smem)));
@@ -759,11 +1015,11 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
 }  // namespace
 
 MegaLaunch plan_talker_launch(const StackDev& st, int vocab, int max_chunks) {
-    return plan_grid(talker_step_kernel, st, vocab, st.n_embd, 0, 0, max_chunks);
+    return plan_grid(talker_step_kernel, st, vocab, st.n_embd, 0, 0, max_chunks, 1);
 }
 
 MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int in_dim, int n_groups, int max_chunks) {
-    return plan_grid(predictor_frame_kernel, st, vocab, in_dim, vocab, n_groups, max_chunks);
+    return plan_grid(predictor_frame_kernel, st, vocab, in_dim, vocab, n_groups, max_chunks, 2);
 }
 
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream) {

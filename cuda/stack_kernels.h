@@ -71,6 +71,7 @@ struct GridSync {
     unsigned long long* trace = nullptr;
     int trace_cap = 0;
     unsigned backoff_ns = 0;  // __nanosleep between polls of the barrier counter (0: spin)
+    int stall_cta = -1;       // tests only: this CTA never arrives at a barrier, so the watchdog must fire
 };
 
 struct MegaLaunch {
