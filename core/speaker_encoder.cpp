@@ -429,12 +429,10 @@ std::vector<float> load_speaker_embedding(const fs::path& path) {
 }
 
 std::optional<std::vector<float>> resolve_speaker_embedding(const Model& model, const SpeakerSource& source) {
-    if (source.recording.empty() && source.embedding_file.empty()) {
-        if (!source.save_to.empty())
-            throw InputError("--speaker-embedding-out needs a recording to compute the embedding from",
-                             "add --speaker-ref FILE");
-        return std::nullopt;
-    }
+    if (!source.save_to.empty() && source.recording.empty())
+        throw InputError("--speaker-embedding-out needs a recording to compute the embedding from",
+                         "add --speaker-ref FILE");
+    if (source.recording.empty() && source.embedding_file.empty()) return std::nullopt;
     if (!source.recording.empty() && !source.embedding_file.empty())
         throw InputError("give a reference recording or a saved speaker embedding, not both",
                          "use either --speaker-ref or --speaker-embedding");

@@ -261,6 +261,8 @@ TEST_CASE("speaker encoder: the x-vector needs a Base model and the model's size
               .find("not both") != std::string::npos);
     CHECK(input_error([&] { resolve_speaker_embedding(*model, {.save_to = tmp.path / "e.json"}); })
               .find("needs a recording") != std::string::npos);
+    CHECK(input_error([&] { resolve_speaker_embedding(*model, {.embedding_file = ref, .save_to = tmp.path / "e.json"}); })
+              .find("needs a recording") != std::string::npos);
 
     // Recording → x-vector, saved on the way; the saved file gives back the same values.
     const auto saved = tmp.path / "e.json";
