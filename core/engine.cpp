@@ -17,6 +17,13 @@
 namespace qtts {
 
 namespace {
+void warn(const ModelOptions& options, const std::string& message) {
+    if (options.warn)
+        options.warn(message);
+    else
+        fmt::print(stderr, "warning: {}\n", message);
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -105,6 +112,7 @@ void Model::finish(const TensorStore& vocoder_store, const ModelOptions& options
     vocoder_ = std::make_unique<Vocoder>(Vocoder::load(vocoder_store, config_.vocoder));
     if (config_.speaker_encoder)
         speaker_encoder_ = std::make_unique<SpeakerEncoder>(SpeakerEncoder::load(store_, *config_.speaker_encoder));
+    options_ = options;
     device_ = Device::cpu;
     if (options.device != Device::cpu) {
         if (gpu_backend()) {
@@ -151,11 +159,21 @@ std::string prepare_text(std::string_view raw) {
 
 Session::Session(std::shared_ptr<const Model> model) : model_(std::move(model)) {
     if (model_->device() == Device::cuda) {
-        Backends b = (*gpu_backend())(model_->config(), model_->weights(), model_->vocoder());
-        talker_ = std::move(b.talker);
-        predictor_ = std::move(b.predictor);
-        vocoder_ = std::move(b.vocoder);
-    } else {
+        try {
+            Backends b = (*gpu_backend())(model_->config(), model_->weights(), model_->vocoder());
+            talker_ = std::move(b.talker);
+            predictor_ = std::move(b.predictor);
+            vocoder_ = std::move(b.vocoder);
+        } catch (const GpuError& e) {
+            // --device auto promises the CPU engine when the GPU one cannot run (out of memory, unsupported GPU).
+            if (model_->options().device != Device::automatic) throw;
+            warn(model_->options(), fmt::format("the CUDA engine is unavailable ({}); using the CPU engine", e.what()));
+            talker_.reset();
+            predictor_.reset();
+            vocoder_.reset();
+        }
+    }
+    if (!talker_) {
         talker_ = make_cpu_talker(model_->weights());
         predictor_ = make_cpu_predictor(model_->weights());
     }

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -31,6 +32,9 @@ Device parse_device(std::string_view name);  // "cpu" | "cuda" | "auto"; throws 
 
 struct ModelOptions {
     Device device = Device::cpu;
+    // Receives load-time warnings, one line each (e.g. tensors in the checkpoint that nothing reads);
+    // empty: printed as "warning: ..." on stderr.
+    std::function<void(const std::string&)> warn = nullptr;
 };
 
 class Model {
@@ -47,7 +51,8 @@ public:
     const SpeakerEncoder* speaker_encoder() const { return speaker_encoder_.get(); }
     const TensorStore& store() const { return store_; }
     const std::filesystem::path& dir() const { return dir_; }
-    Device device() const { return device_; }
+    Device device() const { return device_; }  // cuda when a GPU engine will be tried, else cpu
+    const ModelOptions& options() const { return options_; }
     bool is_random() const { return random_; }
     std::string description() const;  // "DIR" or "random 0.6b weights (seed N)"
     // P(id) for a text id (text_embedding + text_projection), [talker n_embd].
@@ -64,6 +69,7 @@ private:
     ModelWeights weights_;
     std::unique_ptr<Vocoder> vocoder_;
     std::unique_ptr<SpeakerEncoder> speaker_encoder_;
+    ModelOptions options_;  // as requested (device may be `automatic`)
     Device device_ = Device::cpu;
     bool random_ = false;
     std::string random_size_;

@@ -9,9 +9,15 @@ namespace qtts::cuda {
 
 void throw_cuda_error(cudaError_t err, const char* expr, const char* file, int line) {
     cudaGetLastError();  // clear a non-sticky error so the process can report and exit cleanly
-    if (err == cudaErrorMemoryAllocation)
-        throw GpuError(fmt::format("out of GPU memory ({} at {}:{})", expr, file, line),
+    if (err == cudaErrorMemoryAllocation) {
+        size_t free = 0, total = 0;
+        const bool known = cudaMemGetInfo(&free, &total) == cudaSuccess;
+        cudaGetLastError();
+        throw GpuError(known ? fmt::format("out of GPU memory ({} MiB free of {} MiB; at {}:{})", free >> 20,
+                                           total >> 20, file, line)
+                             : fmt::format("out of GPU memory (at {}:{})", file, line),
                        "free GPU memory (other processes?), use a GPU with more memory, or use --device cpu");
+    }
     if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver)
         throw GpuError(fmt::format("no usable CUDA device: {} ({})", cudaGetErrorString(err), cudaGetErrorName(err)),
                        "check nvidia-smi and the driver, or use --device cpu");
