@@ -6,7 +6,8 @@
 #   Env: OUT, BUILD_DIR (build-device), JOBS (nproc), ARCHS (90), SKIP_TESTS=1, SKIP_BENCH=1, NCU=1 (profile),
 #        TARGETS (default: qtts_cuda_tests bench_cuda_backend; add qtts for the CLI),
 #        SOAK=N (also build qtts_soak and synthesize N utterances on random 0.6B weights),
-#        SANITIZE=1 (compute-sanitizer memcheck, racecheck and synccheck on qtts_cuda_tests)
+#        SANITIZE=1 (compute-sanitizer memcheck, racecheck and synccheck on qtts_cuda_tests; SANITIZE_ARGS:
+#        doctest filters, e.g. -tce='*full-size*'), E2E=1 (qtts bench, random 0.6B, vocoder chunks 1 and 4)
 # From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -67,8 +68,15 @@ if [ "${SOAK:-0}" != 0 ]; then
 fi
 if [ "${SANITIZE:-0}" = 1 ]; then
   for tool in memcheck racecheck synccheck; do
-    timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 9 "$build/qtts_cuda_tests" >"$out/sanitize_$tool.log" 2>&1
+    timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 9 "$build/qtts_cuda_tests" ${SANITIZE_ARGS:-} >"$out/sanitize_$tool.log" 2>&1
     log "compute-sanitizer $tool exit $? ($(grep -cE '^========= (Invalid|Race|Barrier|Error)' "$out/sanitize_$tool.log") reports): $(tail -1 "$out/sanitize_$tool.log")"
+  done
+fi
+if [ "${E2E:-0}" = 1 ]; then
+  cmake --build "$build" -j "${JOBS:-$(nproc)}" --target qtts >>"$out/build.log" 2>&1 || log "qtts build FAILED"
+  for chunk in 1 4; do
+    timeout 200 "$build/qtts" --device cuda bench --random-weights --frames 100 --reps 5 --vocoder-chunk "$chunk" \
+      --json "$out/e2e_chunk$chunk.json" 2>&1 | tee "$out/e2e_chunk$chunk.log"
   done
 fi
 if [ "${NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
