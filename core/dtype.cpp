@@ -64,26 +64,33 @@ float f16_to_f32(uint16_t h) {
     return f;
 }
 
+// Tensor data in a safetensors file need not be aligned to its element size (the format does not require
+// it), so elements are read with memcpy, which compiles to plain loads.
+template <typename T, typename F>
+void convert_each(const void* src, float* dst, size_t n, F to_f32) {
+    const auto* bytes = static_cast<const unsigned char*>(src);
+    for (size_t i = 0; i < n; ++i) {
+        T v;
+        std::memcpy(&v, bytes + i * sizeof(T), sizeof(T));
+        dst[i] = to_f32(v);
+    }
+}
+
 void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
+    if (n == 0) return;  // empty tensors may have null pointers, which memcpy must not see
     switch (t) {
         case DType::f32:
             std::memcpy(dst, src, n * 4);
             return;
-        case DType::bf16: {
-            const auto* s = static_cast<const uint16_t*>(src);
-            for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+        case DType::bf16:
+            convert_each<uint16_t>(src, dst, n, bf16_to_f32);
             return;
-        }
-        case DType::f16: {
-            const auto* s = static_cast<const uint16_t*>(src);
-            for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+        case DType::f16:
+            convert_each<uint16_t>(src, dst, n, f16_to_f32);
             return;
-        }
-        case DType::f64: {
-            const auto* s = static_cast<const double*>(src);
-            for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
+        case DType::f64:
+            convert_each<double>(src, dst, n, [](double v) { return float(v); });
             return;
-        }
         default:
             throw Error(fmt::format("cannot convert dtype {} to F32", dtype_name(t)));
     }

@@ -28,6 +28,20 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+void warn_unused_tensors(const TensorStore& store, std::initializer_list<std::string_view> known_prefixes,
+                         const ModelOptions& options) {
+    std::vector<std::string> unknown;
+    for (std::string& name : store.unused())
+        if (std::none_of(known_prefixes.begin(), known_prefixes.end(), [&](auto p) { return name.starts_with(p); }))
+            unknown.push_back(std::move(name));
+    if (unknown.empty()) return;
+    std::string names;
+    for (size_t i = 0; i < unknown.size() && i < 8; ++i) names += fmt::format("{}'{}'", i ? ", " : "", unknown[i]);
+    if (unknown.size() > 8) names += fmt::format(" and {} more", unknown.size() - 8);
+    warn(options, fmt::format("{}: {} unknown tensor{} ignored: {}", store.description(), unknown.size(),
+                              unknown.size() == 1 ? "" : "s", names));
+}
+
 }  // namespace
 
 SamplerSettings talker_sampler_defaults(const GenerationDefaults& g) {
@@ -85,7 +99,15 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir, const
     m->config_ = load_model_config(dir);
     m->tokenizer_.emplace(Tokenizer::from_directory(dir));
     m->store_ = TensorStore::open_in(dir, "model");
-    m->finish(TensorStore::open_in(dir / "speech_tokenizer", "model"), options);
+    const TensorStore vocoder_store = TensorStore::open_in(dir / "speech_tokenizer", "model");
+    m->finish(vocoder_store, options);
+    // Tensors that nothing read: a checkpoint of another variant or a renamed tensor. Warn once per file and
+    // go on. Known families that synthesis does not read (the speaker encoder; the speech tokenizer's encoder
+    // and the quantizer input projections it uses) are not reported.
+    warn_unused_tensors(m->store_, {"speaker_encoder."}, options);
+    warn_unused_tensors(vocoder_store,
+                        {"encoder.", "decoder.quantizer.rvq_first.input_proj.", "decoder.quantizer.rvq_rest.input_proj."},
+                        options);
     return m;
 }
 

@@ -17,6 +17,7 @@ using json = nlohmann::json;
 
 namespace {
 
+constexpr int64_t kMaxSize = int64_t(1) << 24;  // any width, count or vocabulary; real ones are < 2^18
 const char* const kHintConfig = "the model directory must hold an unmodified Qwen3-TTS checkpoint";
 
 [[noreturn]] void bad_field(const std::string& source, const std::string& path, const std::string& what) {
@@ -55,6 +56,8 @@ struct Fields {
     int64_t positive(const char* key) const {
         int64_t v = integer(key);
         if (v <= 0) bad_field(source, path(key), fmt::format("must be positive, got {}", v));
+        // Sizes are bounded so that products of two never overflow and nothing allocates what a config claims.
+        if (v > kMaxSize) bad_field(source, path(key), fmt::format("must be at most {}, got {}", kMaxSize, v));
         return v;
     }
     double number_or(const char* key, double fallback) const {
@@ -316,19 +319,23 @@ void validate(const VocoderConfig& v, const std::string& source) {
     if (v.n_kv_head <= 0 || v.n_head % v.n_kv_head != 0)
         bad_field(source, "decoder_config.num_key_value_heads", "must divide num_attention_heads");
     if (v.head_dim % 2 != 0) bad_field(source, "decoder_config.head_dim", "must be even");
-    int64_t total = 1;
+    int64_t total = 1;  // stays <= kMaxSize, so no product below can overflow
     for (int64_t r : v.upsampling_ratios) {
         if (r <= 0) bad_field(source, "decoder_config.upsampling_ratios", "must be positive");
+        if (r > kMaxSize / total)
+            bad_field(source, "decoder_config.upsampling_ratios", fmt::format("multiply to more than {}", kMaxSize));
         total *= r;
     }
     for (int64_t r : v.upsample_rates) {
         if (r <= 0) bad_field(source, "decoder_config.upsample_rates", "must be positive");
+        if (r > kMaxSize / total)
+            bad_field(source, "decoder_config.upsample_rates", fmt::format("multiply to more than {}", kMaxSize));
         total *= r;
     }
     if (total != v.samples_per_frame)
         bad_field(source, "decode_upsample_rate",
                   fmt::format("({}) must equal the product of the upsampling ratios ({})", v.samples_per_frame, total));
-    if (v.decoder_dim >> v.upsample_rates.size() <= 0)
+    if (v.upsample_rates.size() >= 24 || v.decoder_dim >> v.upsample_rates.size() <= 0)
         bad_field(source, "decoder_config.decoder_dim", "is too small for the number of decoder blocks");
 }
 

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <limits>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -34,8 +36,19 @@ template <typename T>
 std::vector<T> number_list(const json& j, const std::string& where, const char* key) {
     std::vector<T> out;
     for (const auto& v : j) {
-        if (!v.is_number()) throw InputError(fmt::format("{}: field '{}' must hold numbers", where, key));
-        out.push_back(v.get<T>());
+        if constexpr (std::is_integral_v<T>) {
+            // Range-checked: converting 1e300 (or 2^40) to int32 would be undefined or wrap silently.
+            if (!v.is_number_integer() ||
+                (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(std::numeric_limits<T>::max())
+                                        : v.get<int64_t>() < int64_t(std::numeric_limits<T>::min()) ||
+                                              v.get<int64_t>() > int64_t(std::numeric_limits<T>::max())))
+                throw InputError(fmt::format("{}: field '{}' must hold integers in [{}, {}]", where, key,
+                                             std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
+            out.push_back(T(v.get<int64_t>()));
+        } else {
+            if (!v.is_number()) throw InputError(fmt::format("{}: field '{}' must hold numbers", where, key));
+            out.push_back(T(v.get<double>()));
+        }
     }
     return out;
 }
@@ -43,22 +56,27 @@ std::vector<T> number_list(const json& j, const std::string& where, const char* 
 }  // namespace
 
 ReferenceFile load_reference(const std::filesystem::path& path, const ModelConfig& config) {
-    std::ifstream in(path);
+    std::ifstream in(path, std::ios::binary);
     if (!in) throw InputError(fmt::format("cannot read reference {}", path.string()), "check the path given to --reference");
+    const std::string text{std::istreambuf_iterator<char>(in), {}};
+    return parse_reference(text, path.string(), config);
+}
+
+ReferenceFile parse_reference(std::string_view json_text, const std::string& source, const ModelConfig& config) {
     json root;
     try {
-        root = json::parse(in);
+        root = json::parse(json_text);
     } catch (const json::exception& e) {
-        throw InputError(fmt::format("{}: not valid JSON ({})", path.string(), e.what()));
+        throw InputError(fmt::format("{}: not valid JSON ({})", source, e.what()));
     }
     ReferenceFile ref;
-    ref.source = path.string();
+    ref.source = source;
     if (!root.is_object() || !root.contains("items") || !root["items"].is_array() || root["items"].empty())
-        throw InputError(fmt::format("{}: missing field 'items' (a non-empty list)", path.string()),
+        throw InputError(fmt::format("{}: missing field 'items' (a non-empty list)", source),
                          "make references with scripts/make_reference.py");
     const int64_t G = config.talker.num_code_groups;
     for (size_t i = 0; i < root["items"].size(); ++i) {
-        const std::string where = fmt::format("{}: item {}", path.string(), i);
+        const std::string where = fmt::format("{}: item {}", source, i);
         FieldReader f{where, root["items"][i]};
         ReferenceItem item;
         item.text = f.need("text", json::value_t::string).get<std::string>();

@@ -32,6 +32,8 @@ struct ReferenceFile {
 // Throws InputError naming the file, item and field for anything missing or malformed, and for a
 // reference that does not fit `config` (codebook count, vocabulary sizes, logit width).
 ReferenceFile load_reference(const std::filesystem::path& path, const ModelConfig& config);
+// The same from the file's text (tests, fuzzers); `source` names it in error messages.
+ReferenceFile parse_reference(std::string_view json_text, const std::string& source, const ModelConfig& config);
 
 struct ParityThresholds {
     bool require_tokens = true;

@@ -378,7 +378,6 @@ Vocoder Vocoder::load(const TensorStore& store, const VocoderConfig& config) {
     const int64_t vq = c.vq_dim(), latent = c.latent_dim, hidden = c.hidden_size;
 
     // Quantizer: codebook 0 is rvq_first's only layer, codebooks 1.. are rvq_rest's layers 0...
-    w->codebooks.reserve(size_t(c.num_quantizers * c.codebook_size * vq));
     load_codebook(store, p + "quantizer.rvq_first.vq.layers.0", c.codebook_size, vq, w->codebooks);
     for (int64_t q = 1; q < c.num_quantizers; ++q)
         load_codebook(store, fmt::format("{}quantizer.rvq_rest.vq.layers.{}", p, q - 1), c.codebook_size, vq,

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <filesystem>
+#include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -22,6 +24,10 @@ struct AudioData {
     int sample_rate = 0;
     int channels = 0;
 };
+// Throws InputError naming the file when it cannot be decoded. The header's frame count is not trusted:
+// samples are read in blocks until the data ends, so memory follows the real data.
 AudioData read_audio(const std::filesystem::path& path);
+// The same from bytes in memory (tests, fuzzers); `name` appears in error messages.
+AudioData read_audio(std::span<const uint8_t> bytes, const std::string& name);
 
 }  // namespace qtts
