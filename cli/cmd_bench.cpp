@@ -24,7 +24,7 @@ namespace {
 struct BenchOptions {
     std::string text = "The quick brown fox jumps over the lazy dog, and then it runs far away.";
     std::string json_out, random_size = "0.6b";
-    bool random_weights = false, greedy = false;
+    bool random_weights = false, greedy = false, ramp = false;
     int64_t frames = 20, reps = 5, warmup = 1, chunk_frames = 1;
     uint64_t seed = 0;
     double peak_gbps = 0;
@@ -70,6 +70,7 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
     req.ignore_eos = true;
     req.seed = o.seed;
     req.vocoder_chunk_frames = o.chunk_frames;
+    req.vocoder_ramp = o.ramp;
     if (o.greedy) {
         req.talker = SamplerSettings{.do_sample = false, .repetition_penalty = 1.05f};
         req.predictor = SamplerSettings{.do_sample = false};
@@ -136,7 +137,7 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
                             {"config", c.summary()}, {"device", device}, {"git_revision", QTTS_GIT_REVISION},
                             {"frames", o.frames}, {"reps", o.reps}, {"warmup", o.warmup}, {"greedy", o.greedy},
                             {"seed", o.seed}, {"text", o.text}, {"prompt_tokens", prompt_len},
-                            {"vocoder_chunk_frames", o.chunk_frames}, {"threads", std::thread::hardware_concurrency()},
+                            {"vocoder_chunk_frames", o.chunk_frames}, {"vocoder_ramp", o.ramp}, {"threads", std::thread::hardware_concurrency()},
                             {"talker_step_bytes", talker_gb * 1e9}, {"predictor_frame_bytes", predictor_gb * 1e9},
                             {"peak_gbps", peak}};
         for (const Metric& x : m) {
@@ -158,6 +159,7 @@ void register_bench(CLI::App& app, const CommonOptions& common) {
     sub->add_option("--reps", o->reps, "Measured runs")->capture_default_str();
     sub->add_option("--warmup", o->warmup, "Unmeasured runs first")->capture_default_str();
     sub->add_option("--vocoder-chunk", o->chunk_frames, "Frames per vocoder call")->capture_default_str();
+    sub->add_flag("--vocoder-ramp", o->ramp, "Vocoder calls of 1, 2, 4, ... frames up to --vocoder-chunk (as qtts speak)");
     sub->add_flag("--greedy", o->greedy, "Arg-max decoding (default: the checkpoint's sampling settings)");
     sub->add_option("--seed", o->seed, "Sampling seed (and random-weight seed)")->capture_default_str();
     sub->add_flag("--random-weights", o->random_weights,

@@ -24,7 +24,7 @@ namespace {
 struct SpeakOptions {
     std::string text, file, output = "out.wav", language = "auto", codes_out, sample_format = "pcm16";
     uint64_t seed = 0;
-    int64_t max_frames = 0, stream_chunk_frames = 1, pause_ms = 250;
+    int64_t max_frames = 0, stream_chunk_frames = 8, pause_ms = 250;
     bool greedy = false, non_streaming_text = false, raw = false, no_split = false, quiet = false;
     // Unset values fall back to the checkpoint's generation_config.json.
     std::optional<float> temperature, top_p, repetition_penalty, sub_temperature, sub_top_p, sub_repetition_penalty;
@@ -143,6 +143,7 @@ void run_speak(const CommonOptions& common, const SpeakOptions& o) {
     req.seed = o.seed;
     req.max_frames = o.max_frames;
     req.vocoder_chunk_frames = o.stream_chunk_frames;
+    req.vocoder_ramp = true;
     req.talker = merge(talker_sampler_defaults(g), o.greedy, o.temperature, o.top_k, o.top_p, o.repetition_penalty);
     req.predictor = merge(predictor_sampler_defaults(g), o.greedy, o.sub_temperature, o.sub_top_k, o.sub_top_p,
                           o.sub_repetition_penalty);
@@ -190,7 +191,8 @@ void register_speak(CLI::App& app, const CommonOptions& common) {
         ->capture_default_str();
     sub->add_flag("--raw", o->raw, "Headerless PCM (s16le, or f32le with --sample-format f32) instead of WAV");
     sub->add_option("--stream-chunk-frames", o->stream_chunk_frames,
-                    "Frames (80 ms each) decoded to audio at a time; small = earlier first audio")
+                    "Most frames (80 ms each) decoded to audio at once: the first audio leaves after one frame, "
+                    "then the calls double up to N (1 = every frame on its own)")
         ->check(CLI::Range(int64_t(1), int64_t(1000)))
         ->capture_default_str();
     sub->add_option("--pause-ms", o->pause_ms, "Silence between the sentence pieces of a long text")

@@ -17,15 +17,15 @@
 namespace qtts {
 
 namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 void warn(const ModelOptions& options, const std::string& message) {
     if (options.warn)
         options.warn(message);
     else
         fmt::print(stderr, "warning: {}\n", message);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 void warn_unused_tensors(const TensorStore& store, std::initializer_list<std::string_view> known_prefixes,
@@ -285,6 +285,9 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
     VocoderBackend& vocoder = *vocoder_;
     vocoder.reset();
     std::vector<int32_t> history, frame(static_cast<size_t>(G)), predicted(static_cast<size_t>(G)), pending;
+    if (req.vocoder_chunk_frames < 1)
+        throw InputError(fmt::format("vocoder chunk of {} frames; it must be at least 1", req.vocoder_chunk_frames));
+    int64_t chunk_frames = req.vocoder_ramp ? 1 : req.vocoder_chunk_frames;
     std::vector<float> logits(static_cast<size_t>(vocab)), next(static_cast<size_t>(E)), pcm;
     const auto flush_vocoder = [&]() {
         if (pending.empty()) return;
@@ -329,7 +332,10 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         pending.insert(pending.end(), frame.begin(), frame.end());
         ++res.n_frames;
         if (observer) observer->on_frame(g, frame);
-        if (int64_t(pending.size()) >= req.vocoder_chunk_frames * G) flush_vocoder();
+        if (int64_t(pending.size()) >= chunk_frames * G) {
+            flush_vocoder();
+            if (req.vocoder_ramp) chunk_frames = std::min(chunk_frames * 2, req.vocoder_chunk_frames);
+        }
         if (res.n_frames >= res.frame_cap) {
             res.stop = StopReason::frame_cap;
             break;

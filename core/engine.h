@@ -87,6 +87,8 @@ struct SynthesisRequest {
     int64_t max_frames = 0;                    // 0: default_frame_cap(text), bounded by max_new_tokens - 1
     std::optional<std::vector<float>> speaker_embedding;  // x-vector [talker n_embd]
     int64_t vocoder_chunk_frames = 1;          // frames handed to the vocoder at a time
+    bool vocoder_ramp = false;                 // 1 frame first, then doubling up to vocoder_chunk_frames:
+                                               // first audio after one frame, fewer, larger calls after it
     bool ignore_eos = false;                   // benchmarks: never stop early, run exactly the frame cap
     // Teacher forcing (parity): frames [n × num_code_groups] replace every sampled code; the talker and
     // predictor still run and report their logits / arg-max predictions through the observer.
@@ -149,7 +151,7 @@ public:
     // Exercises every path a request can take (greedy and sampled talker and predictor, each vocoder chunk
     // shape in `chunk_frames`) so the first real request runs at steady-state speed.
     void warmup(std::span<const int64_t> chunk_frames = kWarmupChunkFrames);
-    static constexpr int64_t kWarmupChunkFrames[] = {1, 2, 4};
+    static constexpr int64_t kWarmupChunkFrames[] = {1, 2, 4, 8};
     const Model& model() const { return *model_; }
     std::string backend_name() const;
 

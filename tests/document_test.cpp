@@ -119,3 +119,27 @@ TEST_CASE("without a speaker embedding, the first piece's voice carries over to 
 }
 
 }  // namespace qtts
+
+namespace qtts {
+
+TEST_CASE("the vocoder ramp delivers 1, 2, 4, ... frames per call and the same audio as frame by frame") {
+    class Chunks final : public SynthesisObserver {
+    public:
+        std::vector<size_t> sizes;
+        void on_audio(std::span<const float> s) override { sizes.push_back(s.size() / 1920); }
+    };
+    Session session(tiny_model());
+    SynthesisRequest req{.text = "Ramp up the vocoder calls.", .seed = 4, .max_frames = 20};
+    req.vocoder_chunk_frames = 1;
+    const SynthesisResult one = session.synthesize(req);
+    req.vocoder_chunk_frames = 4;
+    req.vocoder_ramp = true;
+    Chunks chunks;
+    const SynthesisResult ramp = session.synthesize(req, &chunks);
+    CHECK(ramp.audio == one.audio);  // bit for bit: the vocoder is exactly streaming
+    CHECK(chunks.sizes == std::vector<size_t>{1, 2, 4, 4, 4, 4, 1});
+    req.vocoder_chunk_frames = 0;
+    CHECK_THROWS_WITH_AS(session.synthesize(req), "vocoder chunk of 0 frames; it must be at least 1", InputError);
+}
+
+}  // namespace qtts
