@@ -103,7 +103,9 @@ int main(int argc, char** argv) {
         const auto t0 = std::chrono::steady_clock::now();
         for (int64_t i = 0; i < count; ++i) {
             const Utterance& u = kTexts[next() % std::size(kTexts)];
-            SynthesisRequest req{.text = u.text, .language = u.language};
+            SynthesisRequest req;
+            req.text = u.text;
+            req.language = u.language;
             req.seed = next();
             req.max_frames = 1 + int64_t(next() % uint64_t(max_frames));
             const bool sampled = next() % 4 != 0;

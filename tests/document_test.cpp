@@ -129,7 +129,10 @@ TEST_CASE("the vocoder ramp delivers 1, 2, 4, ... frames per call and the same a
         void on_audio(std::span<const float> s) override { sizes.push_back(s.size() / 1920); }
     };
     Session session(tiny_model());
-    SynthesisRequest req{.text = "Ramp up the vocoder calls.", .seed = 4, .max_frames = 20};
+    SynthesisRequest req;
+    req.text = "Ramp up the vocoder calls.";
+    req.seed = 4;
+    req.max_frames = 20;
     req.vocoder_chunk_frames = 1;
     const SynthesisResult one = session.synthesize(req);
     req.vocoder_chunk_frames = 4;

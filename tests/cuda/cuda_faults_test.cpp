@@ -82,14 +82,18 @@ TEST_CASE("out of GPU memory at load is a GpuError, and --device auto falls back
     CHECK_THROWS_WITH_AS(Session{gpu_model}, doctest::Contains("out of GPU memory"), GpuError);
     Session fallback(auto_model);
     CHECK(fallback.backend_name() == "cpu");
-    SynthesisRequest req{.text = "Falls back.", .max_frames = 2};
+    SynthesisRequest req;
+    req.text = "Falls back.";
+    req.max_frames = 2;
     CHECK(fallback.synthesize(req).n_frames == 2);
 }
 
 TEST_CASE("out of GPU memory while the KV cache grows is a GpuError, not a crash") {
     if (cuda::device_count() == 0) return;
     Session session(tiny_on(Device::cuda));
-    SynthesisRequest req{.text = "A long run that must grow the cache.", .max_frames = 2};
+    SynthesisRequest req;
+    req.text = "A long run that must grow the cache.";
+    req.max_frames = 2;
     session.synthesize(req);  // builds and warms the engine before the memory is taken
     MemoryHog hog(0);
     req.max_frames = 4000;
