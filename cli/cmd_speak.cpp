@@ -10,6 +10,7 @@
 #include <fmt/ranges.h>
 
 #include "cli/common.h"
+#include "core/atomic_file.h"
 #include "core/audio_writer.h"
 #include "core/document.h"
 #include "core/engine.h"
@@ -106,7 +107,7 @@ void write_codes_json(const std::string& path, const std::vector<int32_t>& codes
     for (size_t f = 0; f < codes.size() / size_t(groups); ++f)
         text += fmt::format("{}[{}]", f ? ",\n " : "",
                             fmt::join(codes.begin() + f * groups, codes.begin() + (f + 1) * groups, ", "));
-    write_text_file(path, text + "]\n");
+    write_file_atomically(path, text + "]\n");
 }
 
 SamplerSettings merge(SamplerSettings s, bool greedy, const std::optional<float>& t, const std::optional<int64_t>& k,

@@ -23,10 +23,7 @@ std::filesystem::path resolve_model_dir(const CommonOptions& common);
 // The text argument, else the contents of `file` ("-" = stdin), else stdin when it is not a terminal.
 std::string read_text_input(const std::string& text, const std::string& file);
 
-// Writes `content` to a temporary file beside `path` and renames it into place, so a failed write never
-// leaves a partial file; throws OutputError naming the path.
-void write_text_file(const std::string& path, const std::string& content);
-// write_text_file of `j`, indented.
+// Writes `j`, indented, through write_file_atomically (core/atomic_file.h).
 void write_json_file(const std::string& path, const nlohmann::json& j);
 
 // Set by SIGINT/SIGTERM once install_signal_handlers() ran.

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "cli/common.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #ifdef QTTS_HAVE_CUDA
 #include "cuda/cuda_backend.h"
@@ -67,21 +68,7 @@ std::filesystem::path resolve_model_dir(const CommonOptions& common) {
                      "Qwen/Qwen3-TTS-12Hz-0.6B-Base)");
 }
 
-void write_text_file(const std::string& path, const std::string& content) {
-    const std::string tmp = fmt::format("{}.part-{}", path, ::getpid());
-    bool ok;
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        ok = out && (out << content) && out.flush();
-    }
-    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw OutputError(fmt::format("cannot write {}", path),
-                          "check that the directory exists, is writable and has free space");
-    }
-}
-
-void write_json_file(const std::string& path, const nlohmann::json& j) { write_text_file(path, j.dump(1) + "\n"); }
+void write_json_file(const std::string& path, const nlohmann::json& j) { write_file_atomically(path, j.dump(1) + "\n"); }
 
 std::string read_text_input(const std::string& text, const std::string& file) {
     if (!text.empty() && !file.empty()) throw InputError("give the text either as an argument or with -f, not both");

@@ -4,7 +4,6 @@
 // every conv; the FFT and the statistics accumulate in double.
 #include "core/speaker_encoder.h"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <cfloat>
@@ -15,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/audio_input.h"
 #include "core/engine.h"
 #include "core/error.h"
@@ -377,20 +377,7 @@ void save_speaker_embedding(const fs::path& path, std::span<const float> embeddi
         text += (i ? ", " : "") + number;
     }
     text += "]}\n";
-    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-    const fs::path tmp = dir / fmt::format(".{}.part-{}", path.filename().string(), ::getpid());
-    bool ok;
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        ok = out && (out << text) && out.flush();
-    }
-    std::error_code ec;
-    if (ok) fs::rename(tmp, path, ec);
-    if (!ok || ec) {
-        fs::remove(tmp, ec);
-        throw OutputError(fmt::format("cannot write speaker embedding {}", path.string()),
-                          "check that the directory exists, is writable and has free space");
-    }
+    write_file_atomically(path, text, "speaker embedding");
 }
 
 std::vector<float> load_speaker_embedding(const fs::path& path) {
