@@ -27,16 +27,6 @@ std::shared_ptr<const Model> tiny_model() {
     return model;
 }
 
-SynthesisRequest fixture_request(const nlohmann::json& item) {
-    SynthesisRequest r;
-    r.text = item["text"].get<std::string>();
-    r.language = item["language"].get<std::string>();
-    r.talker = SamplerSettings{.do_sample = false, .repetition_penalty = 1.0f};
-    r.predictor = SamplerSettings{.do_sample = false, .repetition_penalty = 1.0f};
-    r.max_frames = 31;  // max_new_tokens = 32 in HF semantics
-    return r;
-}
-
 // `logit_tolerance` is relative to the largest |logit| of the step.
 void check_fixture_file(const char* name, float logit_tolerance) {
     const auto fixture = test::load_json(test::data_dir() / "fixtures" / name);
@@ -44,16 +34,14 @@ void check_fixture_file(const char* name, float logit_tolerance) {
     for (const auto& item : fixture["items"]) {
         CAPTURE(item["text"].get<std::string>());
         LogitRecorder rec;
-        const SynthesisResult r = session.synthesize(fixture_request(item), &rec);
+        const SynthesisResult r = session.synthesize(test::fixture_request(item), &rec);
 
         // Text tokens = the official prompt's ids[3:-5].
         const auto ids = item["input_ids"].get<std::vector<int32_t>>();
         CHECK(r.text_ids == std::vector<int32_t>(ids.begin() + 3, ids.end() - 5));
 
         // Codes: exact.
-        std::vector<int32_t> expected;
-        for (const auto& frame : item["codes"])
-            for (const auto& c : frame) expected.push_back(c.get<int32_t>());
+        const std::vector<int32_t> expected = test::fixture_codes(item);
         CHECK(r.n_frames == item["n_frames"].get<int64_t>());
         CHECK(r.codes == expected);
 

@@ -127,15 +127,8 @@ TEST_CASE("speaker encoder: codes with the x-vector equal the official x-vector-
     Session session(tiny_model());
     for (const auto& item : fixture()["items"]) {
         CAPTURE(item["text"].get<std::string>());
-        SynthesisRequest r;
-        r.text = item["text"].get<std::string>();
-        r.language = item["language"].get<std::string>();
-        r.talker = SamplerSettings{.do_sample = false, .repetition_penalty = 1.0f};
-        r.predictor = SamplerSettings{.do_sample = false, .repetition_penalty = 1.0f};
-        r.max_frames = fixture()["max_new_tokens"].get<int64_t>() - 1;
-        std::vector<int32_t> expected;
-        for (const auto& frame : item["codes"])
-            for (const auto& c : frame) expected.push_back(c.get<int32_t>());
+        SynthesisRequest r = test::fixture_request(item, fixture()["max_new_tokens"].get<int64_t>() - 1);
+        const std::vector<int32_t> expected = test::fixture_codes(item);
 
         r.speaker_embedding = our_embedding_24k();  // the whole path: recording -> our encoder -> prompt
         const SynthesisResult ours = session.synthesize(r);

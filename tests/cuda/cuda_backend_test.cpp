@@ -16,6 +16,7 @@
 #include "core/engine.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device_info.h"
+#include "tests/test_util.h"
 
 namespace qtts {
 
@@ -153,16 +154,9 @@ TEST_CASE("Session on CUDA reproduces the official fixture codes and the CPU eng
     CHECK(gpu.backend_name() == "cuda");
     for (const auto& item : fixture["items"]) {
         CAPTURE(item["text"].get<std::string>());
-        SynthesisRequest r;
-        r.text = item["text"].get<std::string>();
-        r.language = item["language"].get<std::string>();
-        r.talker = SamplerSettings{.do_sample = false, .repetition_penalty = 1.0f};
-        r.predictor = SamplerSettings{.do_sample = false, .repetition_penalty = 1.0f};
-        r.max_frames = 31;
+        const SynthesisRequest r = test::fixture_request(item);
         const SynthesisResult a = gpu.synthesize(r);
-        std::vector<int32_t> expected;
-        for (const auto& frame : item["codes"])
-            for (const auto& v : frame) expected.push_back(v.get<int32_t>());
+        const std::vector<int32_t> expected = test::fixture_codes(item);
         CHECK(a.n_frames == item["n_frames"].get<int64_t>());
         CHECK(a.codes == expected);
         const SynthesisResult b = cpu.synthesize(r);
