@@ -13,6 +13,9 @@ the first --keep-logits, and the official decoder's waveform for those codes.
 """
 import argparse, json, os, sys, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from official_checkpoint import load_official_model  # noqa: E402
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,22 +37,12 @@ def main():
 
     import torch
     from safetensors.torch import load_file
-    from qwen_tts.core.models.configuration_qwen3_tts import Qwen3TTSConfig
-    from qwen_tts.core.models.modeling_qwen3_tts import Qwen3TTSForConditionalGeneration
     from qwen_tts.core.tokenizer_12hz.configuration_qwen3_tts_tokenizer_v2 import Qwen3TTSTokenizerV2DecoderConfig
     from qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2 import Qwen3TTSTokenizerV2Decoder
     from transformers import AutoTokenizer
 
     dt = torch.float32 if a.dtype == "fp32" else torch.bfloat16
-    cfg_json = json.load(open(os.path.join(a.model, "config.json")))
-    for k in ("architectures", "dtype", "torch_dtype", "transformers_version", "model_type"):
-        cfg_json.pop(k, None)
-    cfg_json.get("speaker_encoder_config", {}).pop("model_type", None)
-    model = Qwen3TTSForConditionalGeneration(Qwen3TTSConfig(**cfg_json)).eval()
-    res = model.load_state_dict(load_file(os.path.join(a.model, "model.safetensors")), strict=False)
-    if res.missing_keys:
-        sys.exit(f"missing tensors: {res.missing_keys[:5]}")
-    model = model.to(a.device, dt)
+    model = load_official_model(a.model, a.device, dt)
 
     st = json.load(open(os.path.join(a.model, "speech_tokenizer", "config.json")))
     dec = Qwen3TTSTokenizerV2Decoder(Qwen3TTSTokenizerV2DecoderConfig(**st["decoder_config"])).eval()

@@ -20,6 +20,9 @@ torchaudio, which is not needed here and may not load.
 """
 import argparse, json, os, sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from official_checkpoint import load_official_model  # noqa: E402
+
 import numpy as np
 
 SAMPLE_RATE = 24000
@@ -68,10 +71,8 @@ def main():
     import soundfile as sf
     import torch
     from scipy.signal import resample_poly
-    from safetensors.torch import load_file
     from transformers import AutoTokenizer
-    from qwen_tts.core.models.configuration_qwen3_tts import Qwen3TTSConfig
-    from qwen_tts.core.models.modeling_qwen3_tts import Qwen3TTSForConditionalGeneration, mel_spectrogram
+    from qwen_tts.core.models.modeling_qwen3_tts import mel_spectrogram
 
     torch.manual_seed(0)
     os.makedirs(a.out_dir, exist_ok=True)
@@ -85,15 +86,7 @@ def main():
     x16 = resample_poly(audio.astype(np.float64), 2, 3)
     sf.write(stereo_path, np.stack([0.7 * x16, 1.3 * x16], axis=1), 16000, subtype="PCM_16")
 
-    cfg_json = json.load(open(os.path.join(a.model, "config.json")))
-    for k in ("architectures", "dtype", "torch_dtype", "transformers_version", "model_type"):
-        cfg_json.pop(k, None)
-    cfg_json.get("speaker_encoder_config", {}).pop("model_type", None)
-    model = Qwen3TTSForConditionalGeneration(Qwen3TTSConfig(**cfg_json)).eval()
-    res = model.load_state_dict(load_file(os.path.join(a.model, "model.safetensors")), strict=False)
-    if res.missing_keys:
-        sys.exit(f"missing tensors: {res.missing_keys[:5]}")
-    model = model.to("cpu", torch.float32)
+    model = load_official_model(a.model, "cpu", torch.float32)
     assert model.speaker_encoder is not None, "the checkpoint has no speaker encoder (not a Base model)"
 
     # The front-end exactly as extract_speaker_embedding calls it.
