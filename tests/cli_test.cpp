@@ -383,3 +383,29 @@ TEST_CASE("qtts speak takes the voice from a reference recording or a saved spea
 }
 
 }  // namespace qtts
+
+namespace qtts {
+
+TEST_CASE("on a terminal: a progress line on stderr, none with --quiet, and no audio written to the terminal") {
+    // `script` (util-linux) runs qtts on a pseudo-terminal, so stdout and stderr are both terminals.
+    test::TempDir tmp;
+    const auto wav = tmp.path / "x.wav";
+    const std::string speak = fmt::format(
+        "QTTS speak 'The first sentence is long enough to stand on its own as a piece of the document, surely. "
+        "And the second one follows it, also long enough to be a piece on its own, without doubt.' --max-frames 3 -o {}",
+        quote(wav.string()));
+    const auto tty = [&](const std::string& cmd) {
+        return run_shell(fmt::format("script -qec {} /dev/null > {}", quote(cmd), quote((tmp.path / "tty").string())));
+    };
+    REQUIRE(tty(speak).exit_code == 0);
+    const std::string shown = test::read_file(tmp.path / "tty");
+    CHECK(shown.find("] piece 1/2, 0.0 s of audio") != std::string::npos);
+    CHECK(shown.find("] piece 2/2, 0.") != std::string::npos);
+    REQUIRE(tty(speak + " --quiet").exit_code == 0);
+    CHECK(test::read_file(tmp.path / "tty").find("piece 1/2") == std::string::npos);
+
+    REQUIRE(tty("QTTS speak hi -o -").exit_code == 3);
+    CHECK(test::read_file(tmp.path / "tty").find("error: refusing to write audio to a terminal") != std::string::npos);
+}
+
+}  // namespace qtts
