@@ -95,6 +95,8 @@ struct Fields {
         if (!v) return out;
         if (!v->is_object()) bad_field(source, path(key), "must be an object of name -> id");
         for (auto& [name, id] : v->items()) {
+            if (std::any_of(name.begin(), name.end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; }))
+                bad_field(source, path(key), fmt::format("has a name with control characters: {}", json(name).dump()));
             if (!id.is_number_integer()) bad_field(source, path(key) + "." + name, "must be an integer");
             std::string lower = name;
             std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });

@@ -53,6 +53,11 @@ json parse_header_json(const std::string& text, const std::string& file) {
     return header;
 }
 
+// Names end up in one-line error messages: a name with a newline or escape sequence is refused up front.
+bool has_control_chars(std::string_view s) {
+    return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
 uint64_t checked_byte_count(const Shape& shape, DType dtype, const std::string& file, const std::string& name) {
     uint64_t n = dtype_size(dtype);
     for (int64_t d : shape) {
@@ -80,6 +85,8 @@ std::vector<TensorInfo> SafetensorsFile::parse(const uint8_t* bytes, uint64_t fi
     std::vector<TensorInfo> tensors;
     for (auto& [name, entry] : header.items()) {
         if (name == "__metadata__") continue;
+        if (has_control_chars(name))
+            bad_file(file, fmt::format("tensor name {} holds control characters", json(name).dump()));
         if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") ||
             !entry.contains("data_offsets"))
             bad_file(file, fmt::format("tensor '{}' lacks dtype, shape or data_offsets", name));
@@ -174,6 +181,9 @@ TensorStore TensorStore::open(const fs::path& path) {
         std::map<std::string, std::shared_ptr<SafetensorsFile>> shards;
         std::map<std::string, std::string> wanted;  // tensor -> shard file name
         for (auto& [tensor, shard] : index["weight_map"].items()) {
+            if (has_control_chars(tensor))
+                throw ModelError(fmt::format("{}: tensor name {} holds control characters", p, json(tensor).dump()),
+                                 "download the file again");
             if (!shard.is_string() || shard.get<std::string>().find('/') != std::string::npos)
                 throw ModelError(fmt::format("{}: bad shard name for '{}'", p, tensor), "download the file again");
             wanted[tensor] = shard.get<std::string>();

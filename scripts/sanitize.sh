@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build-asan
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQTTS_CUDA=OFF -DQTTS_SANITIZE=address,undefined >/dev/null
-cmake --build "$build" -j "${JOBS:-$(nproc)}"
+cmake --build "$build" --target qtts_tests -j "${JOBS:-$(nproc)}"  # the tests build qtts too
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 # Only third-party leaks with a stated reason (tests/fuzz_regression_test.cpp opens a corrupt Ogg file).

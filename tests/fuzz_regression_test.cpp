@@ -84,6 +84,19 @@ TEST_CASE("fuzz regression: reference integers must be integers in range") {
     CHECK(reference_error(head + "[2147483647, -2147483648]}]}") == "no error");
 }
 
+// The harness's one-line-message check (fuzz/fuzz_util.h) on a hand-made input: a tensor or language name
+// holding a newline was copied raw into the error message, splitting the `error:` line.
+TEST_CASE("fuzz regression: names with control characters are refused with an escaped one-line message") {
+    const auto bytes = safetensors_image(R"({"a\nb":{"dtype":"Q4","shape":[1],"data_offsets":[0,4]}})", {0, 0, 0, 0});
+    CHECK_THROWS_WITH_AS(SafetensorsFile::parse(bytes.data(), bytes.size(), "n.safetensors"),
+                         R"(n.safetensors: tensor name "a\nb" holds control characters)", ModelError);
+    auto j = test::load_json(test::tiny_model_dir() / "config.json");
+    j["talker_config"]["codec_language_id"]["a\nb"] = "oops";
+    CHECK_THROWS_WITH_AS(parse_model_config(j.dump(), "config.json"),
+                         R"(config.json: field 'talker_config.codec_language_id' has a name with control characters: "a\nb")",
+                         ModelError);
+}
+
 // fuzz_wav: a corrupt Ogg/Vorbis setup header (found from the tone.ogg seed). libsndfile refuses it; its
 // vorbis reader leaks the codec setup on that path, which scripts/lsan.supp documents and suppresses.
 TEST_CASE("fuzz regression: a corrupt Ogg/Vorbis stream is a one-line InputError") {
