@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets of fuzz/ with clang (ASan + UBSan, build-fuzz/) and runs each for a fixed time
 # on a working copy of its seed corpus (build-fuzz/corpus/<target>, grown across runs; seeds from
 # fuzz/corpus/<target>). Fails when any target finds a crash, leak, timeout or out-of-memory; the input
-# is kept in build-fuzz/artifacts/<target>/.
+# is kept in build-fuzz/artifacts/<target>/. Needs the packages of scripts/setup.sh; installs clang,
+# libFuzzer's runtime and clang's OpenMP when missing.
 # Usage: scripts/fuzz.sh [seconds-per-target]   (default 60)
 # Env:   FUZZ_TARGETS="safetensors config tokenizer wav parity" (subset), JOBS, FUZZ_NICE (default 19).
 set -euo pipefail
