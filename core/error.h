@@ -24,10 +24,26 @@ enum class ExitCode : int {
     interrupted = 130 // SIGINT / SIGTERM
 };
 
+// Control characters (a newline in a config value or file name, an escape sequence) written as \n, \xNN:
+// whatever a message quotes, it stays one line on the terminal.
+inline std::string one_line(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    for (char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (c == '\t') out += "\\t";
+        else if (u < 0x20 || u == 0x7f) out += fmt::format("\\x{:02x}", u);
+        else out += c;
+    }
+    return out;
+}
+
 class Error : public std::runtime_error {
 public:
     explicit Error(const std::string& message, std::string hint = {})
-        : std::runtime_error(message), hint_(std::move(hint)) {}
+        : std::runtime_error(one_line(message)), hint_(one_line(hint)) {}
     const std::string& hint() const { return hint_; }
     virtual ExitCode exit_code() const { return ExitCode::other; }
 

@@ -97,6 +97,17 @@ TEST_CASE("fuzz regression: names with control characters are refused with an es
                          ModelError);
 }
 
+// fuzz_config (CI run, 60 s): a config string value holding a newline was quoted raw in the error message.
+// qtts::Error now writes control characters as escapes in every message and hint.
+TEST_CASE("fuzz regression: config values with control characters are quoted on one line") {
+    const std::string config = R"({"model_type": "qwen3_tts_tok\nizer_12hz", "decoder_config": {}})";
+    CHECK_THROWS_WITH_AS(parse_vocoder_config(config, "config.json"),
+                         R"(config.json: field 'model_type' is 'qwen3_tts_tok\nizer_12hz'; expected 'qwen3_tts_tokenizer_12hz')",
+                         ModelError);
+    CHECK(std::string(InputError("a\tb\x1b[31m", "c\nd").what()) == R"(a\tb\x1b[31m)");
+    CHECK(InputError("a", "c\nd").hint() == R"(c\nd)");
+}
+
 // fuzz_wav: a corrupt Ogg/Vorbis setup header (found from the tone.ogg seed). libsndfile refuses it; its
 // vorbis reader leaks the codec setup on that path, which scripts/lsan.supp documents and suppresses.
 TEST_CASE("fuzz regression: a corrupt Ogg/Vorbis stream is a one-line InputError") {
