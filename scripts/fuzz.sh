@@ -5,7 +5,8 @@
 # is kept in build-fuzz/artifacts/<target>/. Needs the packages of scripts/setup.sh; installs clang,
 # libFuzzer's runtime and clang's OpenMP when missing.
 # Usage: scripts/fuzz.sh [seconds-per-target]   (default 60)
-# Env:   FUZZ_TARGETS="safetensors config tokenizer wav parity" (subset), JOBS, FUZZ_NICE (default 19).
+# Env:   FUZZ_TARGETS="safetensors config tokenizer wav parity" (subset), JOBS, FUZZ_NICE (default 19),
+#        FUZZ_SEED (default 1: the same mutation sequence in every CI run, so a result reproduces; 0 = random).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
@@ -53,6 +54,7 @@ for t in "${targets[@]}"; do
   start=$(date +%s)
   rc=0
   nice -n "${FUZZ_NICE:-19}" "$build/fuzz/fuzz_$t" "$work" "${dict[@]}" -max_total_time="$seconds" -timeout=10 \
+    -seed="${FUZZ_SEED:-1}" \
     -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len="${max_len[$t]}" -print_final_stats=1 \
     -artifact_prefix="$artifacts" >"$log" 2>&1 || rc=$?
   elapsed=$(( $(date +%s) - start ))
