@@ -1,12 +1,15 @@
 // Benchmark of the CUDA vocoder (CudaVocoderStream) on random fp32 weights of the real 0.6B decoder shapes:
 // ms per 80 ms frame when frames are pushed 1, 2, 4, 8 and 32 at a time (wall time of push() including the
-// codes upload and PCM download, and CUDA-event device time), against a floor: the larger of
-// (weight bytes / chunk + activation bytes) / HBM bandwidth and GEMM FLOPs / fp32 FMA peak.
-// Usage: bench_cuda_vocoder [--frames N] [--reps N]
+// codes upload and PCM download, and CUDA-event device time), with the chunk replayed from a CUDA graph and
+// with its kernels launched directly, against a floor: the larger of (weight bytes / chunk + activation
+// bytes) / HBM bandwidth and GEMM FLOPs / fp32 FMA peak. Also the one-off cost of capturing a chunk length's
+// graphs, and a check that both paths give the same bits.
+// Usage: bench_cuda_vocoder [--frames N] [--reps N] [--chunks 1,2,4,8,32]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -41,15 +44,28 @@ void peaks(const std::string& name, double& bw, double& fp32) {
 
 int main(int argc, char** argv) {
     int frames = 64, reps = 7;
+    std::vector<int> chunks = {1, 2, 4, 8, 32};
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         const auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
         if (a == "--frames") frames = next();
         else if (a == "--reps") reps = next();
-        else {
-            std::fprintf(stderr, "usage: %s [--frames N] [--reps N]\n", argv[0]);
+        else if (a == "--chunks" && i + 1 < argc) {
+            chunks.clear();
+            for (const char* p = argv[++i]; *p;) {
+                chunks.push_back(std::atoi(p));
+                while (*p && *p != ',') ++p;
+                if (*p == ',') ++p;
+            }
+        } else {
+            std::fprintf(stderr, "usage: %s [--frames N] [--reps N] [--chunks 1,2,4,8,32]\n", argv[0]);
             return 2;
         }
+    }
+    if (frames < 1 || reps < 1 || chunks.empty() ||
+        std::any_of(chunks.begin(), chunks.end(), [&](int c) { return c < 1 || c > frames; })) {
+        std::fprintf(stderr, "need --frames >= 1, --reps >= 1 and push sizes in [1, frames]\n");
+        return 2;
     }
     if (cuda::device_count() <= 0) {
         std::printf("skipped: no GPU\n");
@@ -76,14 +92,32 @@ int main(int argc, char** argv) {
     std::vector<int32_t> codes(size_t(frames * G));
     for (int32_t& c : codes) c = dist(rng);
 
-    cuda::CudaVocoderStream stream(weights);
-    std::printf("| frames per push | wall ms/frame | device ms/frame | floor ms/frame | %% of floor (device) | "
-                "bound |\n|---|---|---|---|---|---|\n");
-    for (int chunk : {1, 2, 4, 8, 32}) {
+    cuda::CudaVocoderStream direct(weights, cuda::CudaVocoderStream::kDefaultMaxChunkFrames, 0), graphed(weights);
+    if (!graphed.graphs_enabled()) std::printf("QTTS_NO_GRAPHS is set: the graph columns launch directly too\n\n");
+
+    // One-off capture + instantiation of each chunk length's two graphs (host time; what the first push of a
+    // new length pays, or Session::warmup).
+    std::printf("| frames per push | graph capture + instantiate ms (2 graphs) | device memory MB |\n|---|---|---|\n");
+    for (int chunk : chunks) {
+        const size_t mem0 = cuda::memory_used_bytes();
+        const double t0 = now_ms();
+        graphed.warmup(std::vector<int64_t>{chunk});
+        const double ms = now_ms() - t0;
+        std::printf("| %d | %.2f | %.1f |\n", chunk, ms, double(cuda::memory_used_bytes() - mem0) / 1e6);
+    }
+    std::printf("\n");
+
+    // Median over reps (after one warm-up rep) of ms per frame pushing `chunk` frames at a time; the audio of
+    // the last rep is kept in `pcm_all`.
+    struct Result {
+        double wall = 0, device = 0;
+    };
+    const auto run = [&](cuda::CudaVocoderStream& stream, int chunk, std::vector<float>& pcm_all) {
         std::vector<double> wall, devt;
         std::vector<float> pcm;
         for (int rep = 0; rep < reps + 1; ++rep) {
             stream.reset();
+            pcm_all.clear();
             double w_sum = 0, d_sum = 0;
             for (int f = 0; f + chunk <= frames; f += chunk) {
                 pcm.clear();
@@ -91,19 +125,33 @@ int main(int argc, char** argv) {
                 stream.push(std::span<const int32_t>(codes.data() + f * G, size_t(chunk * G)), pcm);
                 w_sum += now_ms() - t0;
                 d_sum += stream.last_device_ms();
+                pcm_all.insert(pcm_all.end(), pcm.begin(), pcm.end());
             }
             const int pushed = frames / chunk * chunk;
             if (rep > 0) wall.push_back(w_sum / pushed), devt.push_back(d_sum / pushed);  // rep 0 warms up
         }
+        return Result{median(wall), median(devt)};
+    };
+
+    std::printf("| frames per push | direct wall ms/frame | direct device ms/frame | graph wall ms/frame | "
+                "graph device ms/frame | wall speed-up | floor ms/frame | %% of floor (graph device) | bound | "
+                "same bits |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int chunk : chunks) {
+        std::vector<float> pcm_direct, pcm_graph;
+        const Result d = run(direct, chunk, pcm_direct);
+        const Result g = run(graphed, chunk, pcm_graph);
+        const bool same = pcm_direct.size() == pcm_graph.size() &&
+                          std::equal(pcm_direct.begin(), pcm_direct.end(), pcm_graph.begin(),
+                                     [](float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; });
         const double mem_floor = (cost.weight_bytes / chunk + cost.activation_bytes) / bw * 1e3;
         const double flop_floor = cost.flops / fp32 * 1e3;
         const double floor = std::max(mem_floor, flop_floor);
-        const double d = median(devt);
-        std::printf("| %d | %.3f | %.3f | %.3f | %.0f%% | %s |\n", chunk, median(wall), d, floor, 100.0 * floor / d,
-                    mem_floor > flop_floor ? "HBM" : "fp32 FMA");
+        std::printf("| %d | %.3f | %.3f | %.3f | %.3f | %.2fx | %.3f | %.0f%% | %s | %s |\n", chunk, d.wall, d.device,
+                    g.wall, g.device, d.wall / g.wall, floor, 100.0 * floor / g.device,
+                    mem_floor > flop_floor ? "HBM" : "fp32 FMA", same ? "yes" : "NO");
     }
     std::printf("\n(median of %d runs of %d frames each; ms per 80 ms frame; the 32-frame row is the amortized "
-                "figure)\n",
-                reps, frames);
+                "figure; %d graph chunk lengths cached)\n",
+                reps, frames, int(graphed.graph_chunks()));
     return 0;
 }

@@ -4,11 +4,17 @@
 // one stream: per stage a few conv GEMMs with fused bias / SnakeBeta / GELU / residual epilogues, plus the
 // row-wise kernels. Causal state lives in "staged" buffers [history rows + new rows] kept in two copies: a
 // chunk reads copy p and its last history rows are carried into the head of copy p ^ 1 by one launch at the end.
+// CUDA graphs: the work of a chunk depends on the host only through its length n, the parity p (which copy of
+// every staged buffer it reads) and the pinned input slot [pos0 | codes] (copied in by the first node, so the
+// position and the codes are read when the graph runs). So the chunk is captured once per (n, p) and replayed;
+// the graph holds exactly the launches of the direct path, so both give the same bits.
 #include "cuda/cuda_vocoder.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "core/error.h"
 #include "core/vocoder_weights.h"
@@ -315,6 +321,57 @@ private:
     std::vector<std::pair<float**, size_t>> reqs_;
 };
 
+// Owner of an instantiated CUDA graph (move-only; the destructor ignores errors).
+class GraphExec {
+public:
+    GraphExec() = default;
+    explicit GraphExec(cudaGraphExec_t e) : e_(e) {}
+    GraphExec(const GraphExec&) = delete;
+    GraphExec& operator=(const GraphExec&) = delete;
+    GraphExec(GraphExec&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
+    GraphExec& operator=(GraphExec&& o) noexcept {
+        if (this != &o) {
+            if (e_) cudaGraphExecDestroy(e_);
+            e_ = std::exchange(o.e_, nullptr);
+        }
+        return *this;
+    }
+    ~GraphExec() {
+        if (e_) cudaGraphExecDestroy(e_);
+    }
+    cudaGraphExec_t get() const { return e_; }
+
+private:
+    cudaGraphExec_t e_ = nullptr;
+};
+
+// Records what `enqueue` puts on `stream` (nothing runs) and instantiates it. Thread-local capture mode: other
+// threads' CUDA calls are unaffected. On failure the capture is ended and the exception passes on.
+template <class Fn>
+GraphExec capture_graph(cudaStream_t stream, Fn&& enqueue) {
+    QTTS_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    cudaGraph_t graph = nullptr;
+    try {
+        enqueue();
+    } catch (...) {
+        cudaStreamEndCapture(stream, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        cudaGetLastError();  // clear the aborted capture's error so that later calls report their own
+        throw;
+    }
+    QTTS_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    QTTS_CUDA_CHECK(err);
+    return GraphExec(exec);
+}
+
+bool graphs_disabled_by_env() {
+    const char* v = std::getenv("QTTS_NO_GRAPHS");
+    return v && *v && std::strcmp(v, "0") != 0;
+}
+
 struct BlockBufs {
     Staged up_in;        // [1 + rows_in, in] SnakeBeta(block input)
     float* x = nullptr;  // [rows_out, out] residual stream
@@ -333,9 +390,27 @@ struct CudaVocoderState {
     Event start, stop;
     DeviceBuffer<float> scratch, staged, workspace;
     DeviceBuffer<unsigned> counters;
-    DeviceBuffer<int32_t> codes_d;
-    PinnedBuffer<int32_t> codes_h;
+    // The chunk's inputs [pos0 (int64) | codes (n * num_quantizers int32)]: written on the host into the pinned
+    // slot, copied to the device by the chunk's first operation (so a graph reads the current values).
+    DeviceBuffer<int64_t> in_d;
+    PinnedBuffer<int64_t> in_h;
     PinnedBuffer<float> pcm_h;
+    // Graph cache: chunk length -> one graph per parity. At most max_graph_chunks entries, never evicted.
+    int64_t max_graph_chunks = 0;
+    struct ChunkGraphs {
+        int64_t n = 0;
+        GraphExec exec[2];
+    };
+    std::vector<ChunkGraphs> graphs;
+
+    const int64_t* pos_d() const { return in_d.get(); }
+    const int32_t* codes_d() const { return reinterpret_cast<const int32_t*>(in_d.get() + 1); }
+    int32_t* codes_h() const { return reinterpret_cast<int32_t*>(in_h.get() + 1); }
+    const ChunkGraphs* find_graphs(int64_t n) const {
+        for (const ChunkGraphs& g : graphs)
+            if (g.n == n) return &g;
+        return nullptr;
+    }
 
     float *deq = nullptr, *pre_out = nullptr, *h = nullptr, *xn = nullptr, *qkv = nullptr, *attn = nullptr,
           *glu = nullptr, *proj_out = nullptr, *ln = nullptr, *pw1 = nullptr, *pcm_d = nullptr;
@@ -376,12 +451,14 @@ CudaVocoder::Cost CudaVocoder::cost_per_frame() const {
     return cost;
 }
 
-CudaVocoderStream::CudaVocoderStream(std::shared_ptr<const CudaVocoder> vocoder, int64_t max_chunk_frames)
+CudaVocoderStream::CudaVocoderStream(std::shared_ptr<const CudaVocoder> vocoder, int64_t max_chunk_frames,
+                                     int64_t max_graph_chunks)
     : vocoder_(std::move(vocoder)), st_(std::make_unique<CudaVocoderState>()) {
     const CudaVocoderWeights& w = *vocoder_->w_;
     const VocoderConfig& c = w.c;
     CudaVocoderState& s = *st_;
     const int64_t n = s.max_chunk = std::max<int64_t>(1, max_chunk_frames);
+    s.max_graph_chunks = graphs_disabled_by_env() ? 0 : std::max<int64_t>(0, max_graph_chunks);
     const int64_t q_dim = c.n_head * c.head_dim, kv_dim = c.n_kv_head * c.head_dim;
 
     Arena scratch, staged;
@@ -442,8 +519,9 @@ CudaVocoderStream::CudaVocoderStream(std::shared_ptr<const CudaVocoder> vocoder,
     s.workspace = DeviceBuffer<float>(size_t(std::max<int64_t>(ws, 1)));
     s.counters = DeviceBuffer<unsigned>(size_t(std::max<int64_t>(tiles, 1)));
     QTTS_CUDA_CHECK(cudaMemsetAsync(s.counters.get(), 0, s.counters.bytes(), s.stream.get()));  // reset() syncs
-    s.codes_d = DeviceBuffer<int32_t>(size_t(n * c.num_quantizers));
-    s.codes_h = PinnedBuffer<int32_t>(size_t(n * c.num_quantizers));
+    const size_t in_slots = 1 + size_t(n * c.num_quantizers + 1) / 2;
+    s.in_d = DeviceBuffer<int64_t>(in_slots);
+    s.in_h = PinnedBuffer<int64_t>(in_slots);
     s.pcm_h = PinnedBuffer<float>(size_t(n * c.samples_per_frame));
     reset();
 }
@@ -460,6 +538,25 @@ void CudaVocoderStream::reset() {
 
 int64_t CudaVocoderStream::frames_done() const { return st_->frames_done; }
 double CudaVocoderStream::last_device_ms() const { return st_->last_ms; }
+int64_t CudaVocoderStream::graph_chunks() const { return int64_t(st_->graphs.size()); }
+bool CudaVocoderStream::graphs_enabled() const { return st_->max_graph_chunks > 0; }
+
+void CudaVocoderStream::prepare_graphs(int64_t n) {
+    CudaVocoderState& s = *st_;
+    if (n < 1 || n > s.max_chunk || s.find_graphs(n) || int64_t(s.graphs.size()) >= s.max_graph_chunks) return;
+    CudaVocoderState::ChunkGraphs g;
+    g.n = n;
+    for (int p = 0; p < 2; ++p) g.exec[p] = capture_graph(s.stream.get(), [&] { enqueue_chunk(n, p); });
+    s.graphs.push_back(std::move(g));
+}
+
+void CudaVocoderStream::warmup(std::span<const int64_t> push_frames) {
+    CudaVocoderState& s = *st_;
+    for (int64_t n : push_frames) {
+        prepare_graphs(std::min(n, s.max_chunk));
+        if (n > s.max_chunk) prepare_graphs(n % s.max_chunk);
+    }
+}
 
 void CudaVocoderStream::push(std::span<const int32_t> codes, std::vector<float>& out) {
     const VocoderConfig& c = vocoder_->config();
@@ -467,6 +564,8 @@ void CudaVocoderStream::push(std::span<const int32_t> codes, std::vector<float>&
     check_vocoder_codes(c, codes, s.frames_done);
     const int64_t n_frames = int64_t(codes.size()) / c.num_quantizers;
     if (n_frames == 0) return;
+    // Capture first (host work only), so that the device time below is the replay alone.
+    for (int64_t f = 0; f < n_frames; f += s.max_chunk) prepare_graphs(std::min(s.max_chunk, n_frames - f));
     QTTS_CUDA_CHECK(cudaEventRecord(s.start.get(), s.stream.get()));
     for (int64_t f = 0; f < n_frames; f += s.max_chunk)
         decode_chunk(codes.data() + f * c.num_quantizers, std::min(s.max_chunk, n_frames - f), out);
@@ -477,14 +576,29 @@ void CudaVocoderStream::push(std::span<const int32_t> codes, std::vector<float>&
     s.last_ms = ms;
 }
 
-void CudaVocoderStream::decode_chunk(const int32_t* codes, int64_t n64, std::vector<float>& out) {
+void CudaVocoderStream::decode_chunk(const int32_t* codes, int64_t n, std::vector<float>& out) {
+    const VocoderConfig& c = vocoder_->config();
+    CudaVocoderState& s = *st_;
+    cudaStream_t st = s.stream.get();
+    s.in_h.get()[0] = s.frames_done;
+    std::memcpy(s.codes_h(), codes, size_t(n) * size_t(c.num_quantizers) * sizeof(int32_t));
+    if (const CudaVocoderState::ChunkGraphs* g = s.find_graphs(n))
+        QTTS_CUDA_CHECK(cudaGraphLaunch(g->exec[s.parity].get(), st));
+    else
+        enqueue_chunk(n, s.parity);
+    QTTS_CUDA_CHECK(cudaStreamSynchronize(st));
+    const size_t samples = size_t(n * c.samples_per_frame);
+    out.insert(out.end(), s.pcm_h.get(), s.pcm_h.get() + samples);
+    s.parity ^= 1;
+    s.frames_done += n;
+}
+
+void CudaVocoderStream::enqueue_chunk(int64_t n64, int p) {
     const CudaVocoderWeights& w = *vocoder_->w_;
     const VocoderConfig& c = w.c;
     CudaVocoderState& s = *st_;
     cudaStream_t st = s.stream.get();
-    const int p = s.parity;
     const int n = int(n64);
-    const int64_t pos0 = s.frames_done;
     const int hidden = int(c.hidden_size), latent = int(c.latent_dim);
     const float eps = float(c.rms_eps);
 
@@ -519,13 +633,12 @@ void CudaVocoderStream::decode_chunk(const int32_t* codes, int64_t n64, std::vec
         a.y2_b = ww.p(sn.b);
     };
 
-    std::memcpy(s.codes_h.get(), codes, size_t(n) * size_t(c.num_quantizers) * sizeof(int32_t));
-    QTTS_CUDA_CHECK(cudaMemcpyAsync(s.codes_d.get(), s.codes_h.get(),
-                                    size_t(n) * size_t(c.num_quantizers) * sizeof(int32_t), cudaMemcpyHostToDevice,
-                                    st));
+    QTTS_CUDA_CHECK(cudaMemcpyAsync(s.in_d.get(), s.in_h.get(),
+                                    sizeof(int64_t) + size_t(n) * size_t(c.num_quantizers) * sizeof(int32_t),
+                                    cudaMemcpyHostToDevice, st));
 
     // Dequantize, pre-conv, input projection.
-    launch_voc_gather(s.codes_d.get(), w.p(w.codebooks), n, int(c.num_quantizers), int(c.codebook_size),
+    launch_voc_gather(s.codes_d(), w.p(w.codebooks), n, int(c.num_quantizers), int(c.codebook_size),
                       int(c.vq_dim()), s.deq, st);
     gemm(w.dequant, s.deq, 1, n, {.y = s.pre_conv.in(p)});
     s.pre_conv.rows = n;
@@ -538,10 +651,10 @@ void CudaVocoderStream::decode_chunk(const int32_t* codes, int64_t n64, std::vec
         Staged &K = s.keys[l], &V = s.values[l];
         launch_voc_rms_norm(s.h, w.p(L.attn_norm), s.xn, n, hidden, eps, st);
         gemm(L.qkv, s.xn, 1, n, {.y = s.qkv});
-        launch_voc_rope_kv(s.qkv, n, int(c.n_head), int(c.n_kv_head), int(c.head_dim), w.p(w.inv_freq), pos0,
+        launch_voc_rope_kv(s.qkv, n, int(c.n_head), int(c.n_kv_head), int(c.head_dim), w.p(w.inv_freq), s.pos_d(),
                            K.head(p), V.head(p), int(K.hist), st);
         launch_voc_attention(s.qkv, K.head(p), V.head(p), n, int(c.n_head), int(c.n_kv_head), int(c.head_dim),
-                             int(K.hist), int(c.sliding_window), pos0, s.attn, st);
+                             int(K.hist), int(c.sliding_window), s.pos_d(), s.attn, st);
         K.rows = V.rows = n;
         gemm(L.o, s.attn, 1, n, {.y = s.h, .res = s.h, .gamma = w.p(L.attn_scale)});
         launch_voc_rms_norm(s.h, w.p(L.mlp_norm), s.xn, n, hidden, eps, st);
@@ -625,10 +738,6 @@ void CudaVocoderStream::decode_chunk(const int32_t* codes, int64_t n64, std::vec
     }
     launch_voc_copies(copies, st);
     QTTS_CUDA_CHECK(cudaMemcpyAsync(s.pcm_h.get(), s.pcm_d, size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost, st));
-    QTTS_CUDA_CHECK(cudaStreamSynchronize(st));
-    out.insert(out.end(), s.pcm_h.get(), s.pcm_h.get() + rows);
-    s.parity ^= 1;
-    s.frames_done += n;
 }
 
 std::unique_ptr<VocoderBackend> make_vocoder_stream(const Vocoder& vocoder) {

@@ -233,14 +233,15 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __rest
 }
 
 __global__ void rope_kv_kernel(float* __restrict__ qkv, int n_head, int n_kv_head, int head_dim,
-                               const float* __restrict__ inv_freq, int64_t pos0, float* __restrict__ keys,
+                               const float* __restrict__ inv_freq, const int64_t* __restrict__ pos0,
+                               float* __restrict__ keys,
                                float* __restrict__ values, int hist) {
     const int i = blockIdx.x, half = head_dim / 2;
     const int q_dim = n_head * head_dim, kv_dim = n_kv_head * head_dim;
     float* row = qkv + int64_t(i) * (q_dim + 2 * kv_dim);
     float* krow = keys + int64_t(hist + i) * kv_dim;
     float* vrow = values + int64_t(hist + i) * kv_dim;
-    const float pos = float(pos0 + i);
+    const float pos = float(*pos0 + i);
     for (int t = threadIdx.x; t < (n_head + n_kv_head) * half; t += blockDim.x) {
         const int h = t / half, d = t % half;
         const float angle = pos * inv_freq[d];
@@ -267,7 +268,7 @@ constexpr int kMaxHeadDimVoc = 256;
 
 __global__ void attention_kernel(const float* __restrict__ qkv, const float* __restrict__ keys,
                                  const float* __restrict__ values, int n, int n_head, int n_kv_head, int head_dim,
-                                 int hist, int window, int64_t pos0, float* __restrict__ out) {
+                                 int hist, int window, const int64_t* __restrict__ pos0, float* __restrict__ out) {
     __shared__ float q_s[kAttnWarps][kMaxHeadDimVoc];
     __shared__ float p_s[kAttnWarps][kMaxWindow];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -279,7 +280,7 @@ __global__ void attention_kernel(const float* __restrict__ qkv, const float* __r
     for (int d = lane; d < head_dim; d += 32) q_s[warp][d] = q[d];
     __syncwarp();
     const int j_hi = i + hist;
-    const int64_t first_valid = int64_t(hist) - pos0;  // window rows before position 0 are not keys
+    const int64_t first_valid = int64_t(hist) - *pos0;  // window rows before position 0 are not keys
     const int j_lo = max(j_hi - window + 1, first_valid > 0 ? int(first_valid) : 0);
     const float scale = 1.0f / sqrtf(float(head_dim));
     float mx = -INFINITY;
@@ -375,13 +376,13 @@ void launch_voc_rms_norm(const float* x, const float* w, float* y, int n, int ch
 }
 
 void launch_voc_rope_kv(float* qkv, int n, int n_head, int n_kv_head, int head_dim, const float* inv_freq,
-                        int64_t pos0, float* keys, float* values, int hist, cudaStream_t stream) {
+                        const int64_t* pos0, float* keys, float* values, int hist, cudaStream_t stream) {
     rope_kv_kernel<<<n, kThreads, 0, stream>>>(qkv, n_head, n_kv_head, head_dim, inv_freq, pos0, keys, values, hist);
     check_launch();
 }
 
 void launch_voc_attention(const float* qkv, const float* keys, const float* values, int n, int n_head, int n_kv_head,
-                          int head_dim, int hist, int window, int64_t pos0, float* out, cudaStream_t stream) {
+                          int head_dim, int hist, int window, const int64_t* pos0, float* out, cudaStream_t stream) {
     if (window > kMaxWindow || head_dim > kMaxHeadDimVoc)
         throw_gpu_error("vocoder attention: sliding window or head_dim too large for the CUDA kernel");
     const int tasks = n * n_head;

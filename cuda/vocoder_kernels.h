@@ -59,14 +59,15 @@ void launch_voc_gather(const int32_t* codes, const float* codebooks, int n, int 
                        float* x, cudaStream_t stream);
 // RMSNorm of each row: y = w * (x / sqrt(mean(x^2) + eps)).
 void launch_voc_rms_norm(const float* x, const float* w, float* y, int n, int ch, float eps, cudaStream_t stream);
-// Rotate-half RoPE at positions pos0 + i on q (in place in qkv [n][q_dim + 2 kv_dim]), and the new keys (roped)
-// and values into rows hist .. hist + n - 1 of the key / value windows [hist + n][kv_dim].
-void launch_voc_rope_kv(float* qkv, int n, int n_head, int n_kv_head, int head_dim, const float* inv_freq, int64_t pos0,
-                        float* keys, float* values, int hist, cudaStream_t stream);
-// Sliding-window attention: query i (position pos0 + i) against window rows j (position pos0 - hist + j),
-// i + hist - window < j <= i + hist and position >= 0. out [n][n_head * head_dim].
+// Rotate-half RoPE at positions *pos0 + i on q (in place in qkv [n][q_dim + 2 kv_dim]), and the new keys (roped)
+// and values into rows hist .. hist + n - 1 of the key / value windows [hist + n][kv_dim]. pos0 is a device
+// scalar (read when the kernel runs), so one captured CUDA graph serves every position.
+void launch_voc_rope_kv(float* qkv, int n, int n_head, int n_kv_head, int head_dim, const float* inv_freq,
+                        const int64_t* pos0, float* keys, float* values, int hist, cudaStream_t stream);
+// Sliding-window attention: query i (position *pos0 + i) against window rows j (position *pos0 - hist + j),
+// i + hist - window < j <= i + hist and position >= 0. out [n][n_head * head_dim]; pos0 on the device.
 void launch_voc_attention(const float* qkv, const float* keys, const float* values, int n, int n_head, int n_kv_head,
-                          int head_dim, int hist, int window, int64_t pos0, float* out, cudaStream_t stream);
+                          int head_dim, int hist, int window, const int64_t* pos0, float* out, cudaStream_t stream);
 // ConvNeXt front: y[t] = LayerNorm(depthwise causal conv of x rows t .. t + k - 1), x [n + k - 1][ch].
 void launch_voc_dwconv_layernorm(const float* x, const float* dw_w, const float* dw_b, int k, const float* ln_w,
                                  const float* ln_b, float eps, float* y, int n, int ch, cudaStream_t stream);
