@@ -150,12 +150,6 @@ std::string Model::description() const {
     return random_ ? fmt::format("random {} weights (seed {})", random_size_, random_seed_) : dir_.string();
 }
 
-std::vector<float> Model::text_vector(int64_t id) const {
-    std::vector<float> out(size_t(config_.talker.stack.n_embd));
-    weights_.text_vector(store_, id, out.data());
-    return out;
-}
-
 std::string prepare_text(std::string_view raw) {
     if (raw.size() > kMaxTextBytes)
         throw InputError(fmt::format("the text is {:.1f} MiB; qtts speaks at most {} MiB per run",
@@ -262,12 +256,18 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
     const PromptPlan plan = build_prompt_plan(
         c, res.text_ids, {.language_codec_id = language, .has_speaker = req.speaker_embedding.has_value(),
                           .non_streaming_text = req.non_streaming_text});
-    const int64_t L = int64_t(plan.prefill.size());
-    std::vector<float> embeds(size_t(L * E), 0.0f);
+    const int64_t L = int64_t(plan.prefill.size()), T = int64_t(plan.trailing_text.size());
+    // Text vectors of the prefill positions, the trailing text and the pad, in one batched projection.
+    std::vector<int64_t> text_ids;
+    for (const PrefillPosition& pos : plan.prefill) text_ids.push_back(pos.text_id);
+    text_ids.insert(text_ids.end(), plan.trailing_text.begin(), plan.trailing_text.end());
+    text_ids.push_back(c.tts_pad_token_id);
+    std::vector<float> text_vecs(text_ids.size() * size_t(E));
+    model_->weights().text_vectors(model_->store(), text_ids, text_vecs.data());
+    std::vector<float> embeds(text_vecs.begin(), text_vecs.begin() + L * E);
     for (int64_t i = 0; i < L; ++i) {
         const PrefillPosition& pos = plan.prefill[size_t(i)];
         float* row = &embeds[size_t(i * E)];
-        model_->weights().text_vector(model_->store(), pos.text_id, row);
         const float* codec = pos.codec_id >= 0             ? model_->weights().codebook_row(0, pos.codec_id)
                              : pos.codec_id == kSpeakerVector ? req.speaker_embedding->data()
                                                               : nullptr;
@@ -275,8 +275,9 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
             for (int64_t d = 0; d < E; ++d) row[d] += codec[d];
     }
     std::vector<std::vector<float>> trailing;
-    for (int64_t id : plan.trailing_text) trailing.push_back(model_->text_vector(id));
-    const std::vector<float> pad_vector = model_->text_vector(c.tts_pad_token_id);
+    for (int64_t j = 0; j < T; ++j)
+        trailing.emplace_back(text_vecs.begin() + (L + j) * E, text_vecs.begin() + (L + j + 1) * E);
+    const std::vector<float> pad_vector(text_vecs.begin() + (L + T) * E, text_vecs.end());
 
     auto t0 = std::chrono::steady_clock::now();
     talker_->prefill(embeds, L);

@@ -55,8 +55,6 @@ public:
     const ModelOptions& options() const { return options_; }
     bool is_random() const { return random_; }
     std::string description() const;  // "DIR" or "random 0.6b weights (seed N)"
-    // P(id) for a text id (text_embedding + text_projection), [talker n_embd].
-    std::vector<float> text_vector(int64_t id) const;
 
 private:
     Model() = default;

@@ -42,15 +42,18 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
     return w;
 }
 
-void ModelWeights::text_vector(const TensorStore& store, int64_t id, float* out) const {
+void ModelWeights::text_vectors(const TensorStore& store, std::span<const int64_t> ids, float* out) const {
     const auto& t = talker;
-    const int64_t th = t.text_fc1_w.dim(0);
-    QTTS_CHECK(id >= 0 && id < t.text_embedding->shape[0], "text id {} out of range", id);
-    std::vector<float> row(static_cast<size_t>(th)), mid(static_cast<size_t>(th));
-    store.load_rows(*t.text_embedding, id, id + 1, row.data());
-    ops::linear(t.text_fc1_w, &t.text_fc1_b, row.data(), 1, mid.data());
+    const int64_t th = t.text_fc1_w.dim(0), n = int64_t(ids.size()), in = t.text_embedding->shape[1];
+    std::vector<float> rows(static_cast<size_t>(n * in)), mid(static_cast<size_t>(n * th));
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t id = ids[size_t(i)];
+        QTTS_CHECK(id >= 0 && id < t.text_embedding->shape[0], "text id {} out of range", id);
+        store.load_rows(*t.text_embedding, id, id + 1, rows.data() + i * in);
+    }
+    ops::linear(t.text_fc1_w, &t.text_fc1_b, rows.data(), n, mid.data());
     for (float& v : mid) v = ops::silu(v);
-    ops::linear(t.text_fc2_w, &t.text_fc2_b, mid.data(), 1, out);
+    ops::linear(t.text_fc2_w, &t.text_fc2_b, mid.data(), n, out);
 }
 
 const float* ModelWeights::codebook_row(int64_t k, int64_t code) const {
