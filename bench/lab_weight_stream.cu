@@ -216,12 +216,7 @@ __device__ void matvec_smem(const char* base, int n, int K, const float* xs, flo
         if (lane == 0) part[t] = acc;
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = 0.0f;
-        for (int g = 0; g < s; ++g) v += part[i * s + g];
-        res[i] = v;
-    }
-    __syncthreads();
+    sum_segments(part, n, s, res);
 }
 
 __device__ __forceinline__ uint16_t bf16_rn(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }

@@ -203,6 +203,17 @@ __device__ __forceinline__ MatvecPlan matvec_preload(const RowSrc& src, WeightRe
     return p;
 }
 
+// res[i] = part[i·s] + ... + part[i·s + s - 1] (segment order), then a block sync. Call after the block sync
+// that ends the writes of part.
+__device__ __forceinline__ void sum_segments(const float* part, int n, int s, float* res) {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = 0.0f;
+        for (int g = 0; g < s; ++g) v += part[i * s + g];
+        res[i] = v;
+    }
+    __syncthreads();
+}
+
 // res[i] = row(i) · x for i in [0, n), x permuted in shared memory; uses the preloaded registers on the fast
 // path, streams otherwise. part: [n·8] scratch. Deterministic (fixed task → warp map, ordered partial sums).
 __device__ __forceinline__ void matvec_finish(const RowSrc& src, const MatvecPlan& p, const WeightRegs& r,
@@ -252,12 +263,7 @@ __device__ __forceinline__ void matvec_finish(const RowSrc& src, const MatvecPla
         }
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = 0.0f;
-        for (int g = 0; g < s; ++g) v += part[i * s + g];
-        res[i] = v;
-    }
-    __syncthreads();
+    sum_segments(part, n, s, res);
 }
 
 // This CTA's contiguous share [r0, r1) of R rows.
