@@ -430,71 +430,13 @@ __device__ Smem2 carve2(char* base, const SmemPlan& p) {
     return s;
 }
 
-// res[i] / res2[i] = row(i) · x / x2 (both permuted in shared memory); see matvec_finish.
+// res[i] / res2[i] = row(i) · x / x2 (both permuted in shared memory); per column exactly matvec_finish.
 __device__ __forceinline__ void matvec_finish2(const RowSrc& src, const MatvecPlan& p, const WeightRegs& r,
                                                const Smem2& sm) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n = src.n, K = src.K, cpr = K >> 3;
-    const float4* xa = reinterpret_cast<const float4*>(sm.xs);
-    const float4* xb = xa + cpr;
-    const float4* ya = reinterpret_cast<const float4*>(sm.xs2);
-    const float4* yb = ya + cpr;
-    const int s = p.s, tasks = n * s;
-    if (p.fast) {
-#pragma unroll
-        for (int i = 0; i < kMaxT; ++i) {
-            const int t = warp + i * kWarps;
-            if (t < tasks) {
-                const int row = t / s, seg = t - row * s;
-                const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
-                float acc = 0.0f, acc2 = 0.0f;
-#pragma unroll
-                for (int j = 0; j < kMaxL; ++j) {
-                    const int c = c0 + lane + 32 * j;
-                    if (c < c1) {
-                        acc = dot8(r.w[i][j], xa[c], xb[c], acc);
-                        acc2 = dot8(r.w[i][j], ya[c], yb[c], acc2);
-                    }
-                }
-                acc = warp_sum(acc);
-                acc2 = warp_sum(acc2);
-                if (lane == 0) sm.part[t] = acc, sm.part2[t] = acc2;
-            }
-        }
-    } else {
-        for (int t = warp; t < tasks; t += kWarps) {
-            const int row = t / s, seg = t - row * s;
-            const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
-            const uint4* w = reinterpret_cast<const uint4*>(src.row(row));
-            float acc = 0.0f, acc2 = 0.0f;
-            for (int cb = c0; cb < c1; cb += 32 * kUnroll) {
-                uint4 wv[kUnroll];
-#pragma unroll
-                for (int u = 0; u < kUnroll; ++u) {
-                    const int c = cb + u * 32 + lane;
-                    wv[u] = c < c1 ? ld_weight(w + c) : make_uint4(0, 0, 0, 0);
-                }
-#pragma unroll
-                for (int u = 0; u < kUnroll; ++u) {
-                    const int c = cb + u * 32 + lane;
-                    if (c < c1) {
-                        acc = dot8(wv[u], xa[c], xb[c], acc);
-                        acc2 = dot8(wv[u], ya[c], yb[c], acc2);
-                    }
-                }
-            }
-            acc = warp_sum(acc);
-            acc2 = warp_sum(acc2);
-            if (lane == 0) sm.part[t] = acc, sm.part2[t] = acc2;
-        }
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = 0.0f, v2 = 0.0f;
-        for (int q = 0; q < s; ++q) v += sm.part[i * s + q], v2 += sm.part2[i * s + q];
-        sm.res[i] = v;
-        sm.res2[i] = v2;
-    }
-    __syncthreads();
+    const float* const x[2] = {sm.xs, sm.xs2};
+    float* const pt[2] = {sm.part, sm.part2};
+    float* const out[2] = {sm.res, sm.res2};
+    matvec_finish_cols<2>(src, p, r, x, pt, out);
 }
 
 // Scratch of the 2-position pass: column c of h / qkv / attn / act at offset c · (E / R_qkv / q_dim / F).

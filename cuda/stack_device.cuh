@@ -214,13 +214,22 @@ __device__ __forceinline__ void sum_segments(const float* part, int n, int s, fl
     __syncthreads();
 }
 
-// res[i] = row(i) · x for i in [0, n), x permuted in shared memory; uses the preloaded registers on the fast
-// path, streams otherwise. part: [n·8] scratch. Deterministic (fixed task → warp map, ordered partial sums).
-__device__ __forceinline__ void matvec_finish(const RowSrc& src, const MatvecPlan& p, const WeightRegs& r,
-                                              const float* xs, float* part, float* res) {
+// res[c][i] = row(i) · x_c for i in [0, n) and each of C activation columns (x_c permuted in shared memory);
+// every weight is read once and dotted with all columns. Uses the preloaded registers on the fast path,
+// streams otherwise. part[c]: [n·8] scratch. Deterministic (fixed task → warp map, ordered partial sums), and
+// each column's arithmetic is the same whatever C is.
+template <int C>
+__device__ __forceinline__ void matvec_finish_cols(const RowSrc& src, const MatvecPlan& p, const WeightRegs& r,
+                                                   const float* const (&xs)[C], float* const (&part)[C],
+                                                   float* const (&res)[C]) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n = src.n, K = src.K, cpr = K >> 3;
-    const float4* xa = reinterpret_cast<const float4*>(xs);
-    const float4* xb = xa + cpr;
+    const float4* xa[C];
+    const float4* xb[C];
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+        xa[c] = reinterpret_cast<const float4*>(xs[c]);
+        xb[c] = xa[c] + cpr;
+    }
     const int s = p.s, tasks = n * s;
     if (p.fast) {
 #pragma unroll
@@ -229,14 +238,20 @@ __device__ __forceinline__ void matvec_finish(const RowSrc& src, const MatvecPla
             if (t < tasks) {
                 const int row = t / s, seg = t - row * s;
                 const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
-                float acc = 0.0f;
+                float acc[C] = {};
 #pragma unroll
                 for (int j = 0; j < kMaxL; ++j) {
                     const int c = c0 + lane + 32 * j;
-                    if (c < c1) acc = dot8(r.w[i][j], xa[c], xb[c], acc);
+                    if (c < c1) {
+#pragma unroll
+                        for (int q = 0; q < C; ++q) acc[q] = dot8(r.w[i][j], xa[q][c], xb[q][c], acc[q]);
+                    }
                 }
-                acc = warp_sum(acc);
-                if (lane == 0) part[t] = acc;
+#pragma unroll
+                for (int q = 0; q < C; ++q) {
+                    acc[q] = warp_sum(acc[q]);
+                    if (lane == 0) part[q][t] = acc[q];
+                }
             }
         }
     } else {
@@ -244,7 +259,7 @@ __device__ __forceinline__ void matvec_finish(const RowSrc& src, const MatvecPla
             const int row = t / s, seg = t - row * s;
             const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
             const uint4* w = reinterpret_cast<const uint4*>(src.row(row));
-            float acc = 0.0f;
+            float acc[C] = {};
             for (int cb = c0; cb < c1; cb += 32 * kUnroll) {
                 uint4 wv[kUnroll];
 #pragma unroll
@@ -255,15 +270,30 @@ __device__ __forceinline__ void matvec_finish(const RowSrc& src, const MatvecPla
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int c = cb + u * 32 + lane;
-                    if (c < c1) acc = dot8(wv[u], xa[c], xb[c], acc);
+                    if (c < c1) {
+#pragma unroll
+                        for (int q = 0; q < C; ++q) acc[q] = dot8(wv[u], xa[q][c], xb[q][c], acc[q]);
+                    }
                 }
             }
-            acc = warp_sum(acc);
-            if (lane == 0) part[t] = acc;
+#pragma unroll
+            for (int q = 0; q < C; ++q) {
+                acc[q] = warp_sum(acc[q]);
+                if (lane == 0) part[q][t] = acc[q];
+            }
         }
     }
     __syncthreads();
-    sum_segments(part, n, s, res);
+#pragma unroll
+    for (int q = 0; q < C; ++q) sum_segments(part[q], n, s, res[q]);
+}
+
+__device__ __forceinline__ void matvec_finish(const RowSrc& src, const MatvecPlan& p, const WeightRegs& r,
+                                              const float* xs, float* part, float* res) {
+    const float* const x[1] = {xs};
+    float* const pt[1] = {part};
+    float* const out[1] = {res};
+    matvec_finish_cols<1>(src, p, r, x, pt, out);
 }
 
 // This CTA's contiguous share [r0, r1) of R rows.
