@@ -257,30 +257,26 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         c, res.text_ids, {.language_codec_id = language, .has_speaker = req.speaker_embedding.has_value(),
                           .non_streaming_text = req.non_streaming_text});
     const int64_t L = int64_t(plan.prefill.size()), T = int64_t(plan.trailing_text.size());
-    // Text vectors of the prefill positions, the trailing text and the pad, in one batched projection.
+    // Text vectors of the prefill positions (rows 0..L-1, which become the prefill input), the trailing text
+    // (rows L..L+T-1) and the pad (row L+T), in one batched projection.
     std::vector<int64_t> text_ids;
     for (const PrefillPosition& pos : plan.prefill) text_ids.push_back(pos.text_id);
     text_ids.insert(text_ids.end(), plan.trailing_text.begin(), plan.trailing_text.end());
     text_ids.push_back(c.tts_pad_token_id);
     std::vector<float> text_vecs(text_ids.size() * size_t(E));
     model_->weights().text_vectors(model_->store(), text_ids, text_vecs.data());
-    std::vector<float> embeds(text_vecs.begin(), text_vecs.begin() + L * E);
     for (int64_t i = 0; i < L; ++i) {
         const PrefillPosition& pos = plan.prefill[size_t(i)];
-        float* row = &embeds[size_t(i * E)];
+        float* row = &text_vecs[size_t(i * E)];
         const float* codec = pos.codec_id >= 0             ? model_->weights().codebook_row(0, pos.codec_id)
                              : pos.codec_id == kSpeakerVector ? req.speaker_embedding->data()
                                                               : nullptr;
         if (codec)
             for (int64_t d = 0; d < E; ++d) row[d] += codec[d];
     }
-    std::vector<std::vector<float>> trailing;
-    for (int64_t j = 0; j < T; ++j)
-        trailing.emplace_back(text_vecs.begin() + (L + j) * E, text_vecs.begin() + (L + j + 1) * E);
-    const std::vector<float> pad_vector(text_vecs.begin() + (L + T) * E, text_vecs.end());
 
     auto t0 = std::chrono::steady_clock::now();
-    talker_->prefill(embeds, L);
+    talker_->prefill(std::span<const float>(text_vecs).first(size_t(L * E)), L);
     res.times.prefill_s = seconds_since(t0);
 
     VocoderBackend& vocoder = *vocoder_;
@@ -348,8 +344,8 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
             const float* row = model_->weights().codebook_row(k, frame[size_t(k)]);
             for (int64_t d = 0; d < E; ++d) next[size_t(d)] += row[d];
         }
-        const std::vector<float>& text_part = size_t(g) < trailing.size() ? trailing[size_t(g)] : pad_vector;
-        for (int64_t d = 0; d < E; ++d) next[size_t(d)] += text_part[size_t(d)];
+        const float* text_part = &text_vecs[size_t((L + std::min(g, T)) * E)];  // trailing text, then the pad
+        for (int64_t d = 0; d < E; ++d) next[size_t(d)] += text_part[d];
         t0 = std::chrono::steady_clock::now();
         talker_->step(next);
         res.times.talker_s += seconds_since(t0);
