@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
     std::vector<std::pair<std::string, cuda::CudaOptions>> configs = {{"default", {}}};
     if (variants) {
         configs.push_back({"traced", {.trace = true}});
-        configs.push_back({"L2 prefetch", {.l2_prefetch = true}});
+        configs.push_back({"cp.async ring", {.ring_cp_async = true}});
     }
 
     std::vector<float> embeds(size_t(std::max(context, prefill_len)) * 1024);

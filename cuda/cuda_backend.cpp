@@ -64,8 +64,8 @@ class DeviceStack {
 public:
     explicit DeviceStack(const DecoderStackWeights& w) {
         const auto& c = w.config;
-        if (c.n_embd % 8 || c.n_ff % 8 || c.q_dim() % 8 || c.head_dim % 2 || c.head_dim > kMaxHeadDim ||
-            c.n_embd > 4 * kMegaThreads || c.n_layer > kMaxLayers ||
+        if (c.n_embd % 32 || c.n_ff % 32 || c.q_dim() % 32 || c.head_dim % 2 || c.head_dim > kMaxHeadDim ||
+            c.n_embd > kMaxNormPerThread * kMegaThreads || c.n_layer > kMaxLayers ||
             c.n_kv_head <= 0 || c.n_head % c.n_kv_head)
             throw GpuError(fmt::format("the CUDA backend does not support this decoder shape (n_embd {}, n_ff {}, "
                                        "heads {}/{}, head_dim {})",
@@ -258,6 +258,9 @@ public:
             const double ns = at(0, kCap - 9, 0) - at(0, 0, 1), cycles = at(0, kCap - 9, 1) - at(0, 0, 0);
             report_ += fmt::format("launch: {:.1f} us on CTA 0, SM clock {:.0f} MHz\n", ns / 1e3, cycles / ns * 1e3);
         }
+        if (at(0, kCap - 41, 1) > 0)
+            report_ += fmt::format("ring (CTA 0, warp 0): {:.1f} us waiting for weight chunks, {:.1f} us in MMAs\n",
+                                   at(0, kCap - 41, 0) / 1e3, at(0, kCap - 41, 1) / 1e3);
         if (at(0, kCap - 40, 0) > 0) {
             const char* kinds[5] = {"qkv", "o-proj", "gate/up", "down", "head"};
             report_ += "weight phase steps (last of each kind, CTA 0, us: prep, wait, matvec, release, epilogue):\n";
@@ -326,7 +329,8 @@ public:
         logits_ = PinnedBuffer<float>(size_t(vocab_));
         err_ = PinnedBuffer<int>(1);
         grid_ = plan_talker_launch(st, vocab_, o.max_chunks);
-        grid_.l2_prefetch = o.l2_prefetch ? 1 : 0;
+        grid_.cp_async = o.ring_cp_async ? 1 : 0;
+        if (o.test_ring_bytes > 0) grid_.ring_bytes = std::min(grid_.ring_bytes, o.test_ring_bytes & ~127);
         trace_.init(o.trace, grid_.n_cta);
         for (int l = 0; l < st.n_layer; ++l)
             for (int k = 0; k < 5; ++k) trace_cls_.push_back(k);
@@ -472,7 +476,7 @@ public:
         const auto& p = w.predictor;
         QTTS_CHECK(int(p.lm_head.size()) == G_ - 1 && int(p.codec_embedding.size()) == G_ - 1,
                    "predictor has {} heads for {} code groups", p.lm_head.size(), G_);
-        if (in_dim_ % 8) throw GpuError("the CUDA backend needs a talker width divisible by 8", "use --device cpu");
+        if (in_dim_ % 32) throw GpuError("the CUDA backend needs a talker width divisible by 32", "use --device cpu");
         const StackDev& st = stack_.dev();
         emb0_ = upload_bf16({&w.talker.codec_embedding});
         std::vector<const Tensor*> tables, heads;
@@ -494,7 +498,8 @@ public:
         in_ = PinnedBuffer<float>(size_t(in_dim_));
         out_ = PinnedBuffer<int>(size_t(G_) + 1);
         grid_ = plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks);
-        grid_.l2_prefetch = o.l2_prefetch ? 1 : 0;
+        grid_.cp_async = o.ring_cp_async ? 1 : 0;
+        if (o.test_ring_bytes > 0) grid_.ring_bytes = std::min(grid_.ring_bytes, o.test_ring_bytes & ~127);
         trace_.init(o.trace, grid_.n_cta);
         for (int t = 1; t < G_; ++t) {  // pass 1 runs positions 0 and 1 together
             if (p.mtp_w) trace_cls_.push_back(6);

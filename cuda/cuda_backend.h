@@ -15,11 +15,12 @@ namespace qtts::cuda {
 
 struct CudaOptions {
     int max_chunks = 8;         // most attention chunks per head in a decode step (fewer when CTAs are few)
-    bool l2_prefetch = false;   // bulk L2 prefetch of the weights one phase ahead (Hopper; measured slower)
+    bool ring_cp_async = false; // weight ring copies with cp.async (the pre-Hopper path) instead of bulk copies
     double timeout_s = 2.0;     // grid-barrier watchdog: a launch stuck longer than this fails with GpuError
     unsigned backoff_ns = 0;    // sleep between polls of a grid barrier (0: spin)
     bool trace = false;         // record per-CTA barrier arrival/departure times (CudaTimed::trace_report)
     int test_stall_cta = -1;    // tests only: this CTA never arrives at a grid barrier (proves the watchdog)
+    int test_ring_bytes = 0;    // tests only: a smaller weight ring (phases cut into more chunks, more wrap-arounds)
 };
 
 // Registers the CUDA factory with core when qtts::cuda::device_count() > 0; otherwise does nothing.

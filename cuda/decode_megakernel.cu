@@ -3,11 +3,14 @@
 // [norm+QKV] | [q/k-norm, RoPE, KV append, attention partials] | [combine+O-proj+residual] |
 // [norm+gate/up+SiLU] | [down+residual], separated by grid barriers on monotonic counters owned by the
 // backend instance (never reset). A spin watchdog sets sync.error and ends the launch instead of hanging.
+// Each CTA's producer warp streams all of its weight rows of the launch through a shared-memory ring
+// (weight_ring.cuh) while its 15 consumer warps run the phases; the matvecs use tensor cores.
 #include <cstdio>
 
 #include "cuda/cuda_check.h"
 #include "cuda/stack_device.cuh"
 #include "cuda/stack_kernels.h"
+#include "cuda/weight_ring.cuh"
 
 namespace qtts::cuda {
 
@@ -15,45 +18,47 @@ namespace {
 
 using namespace dev;
 
-// ---- shared-memory plan (bytes; every region 16-byte aligned) ----
+// ---- shared-memory plan (bytes; every region 16-byte aligned, the ring 128-byte aligned, last) ----
+// The activation vectors (bf16 split parts of C columns) and the predictor's sampling buffers are never live at
+// the same time (sampling runs between the head's matvec and the next pass's first phase): they share a region.
 struct SmemPlan {
-    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, cw, lg, cidx, cval, cp, sorted, codes;
-    int xs2, part2, res2;  // second column (the predictor's 2-position first pass); empty when cols == 1
-    int total;
+    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, cw, lg, cidx, cval, cp, sorted, codes, ring_state;
+    int cols, ring;  // ring: offset of the weight ring (its size is the rest of the CTA's shared memory)
 };
 
 QTTS_HD inline int align16(int x) { return (x + 15) & ~15; }
 
-QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int head_chunks, int vocab_sample,
-                                       int n_groups, int cols = 1) {
+QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int vocab_sample, int n_groups,
+                                       int cols = 1) {
     SmemPlan p{};
+    p.cols = cols;
     int o = 0;
     const auto take = [&](int bytes) {
         const int at = o;
         o += align16(bytes);
         return at;
     };
-    p.xs = take(max_k * 4);
-    p.part = take(rows_max * 8 * 4);
-    p.res = take(rows_max * 4);
+    const int vs = vocab_sample, sorted_n = vs > 0 ? (vs > 1024 ? vs : 1024) : 0;
+    const int xs_bytes = cols * 3 * max_k * 2;
+    const int sample_bytes = align16(vs * 4) * 3 + align16(vs * 8) + align16(sorted_n * 4);
+    p.xs = take(xs_bytes > sample_bytes ? xs_bytes : sample_bytes);
+    p.lg = p.xs;
+    p.cidx = p.lg + align16(vs * 4);
+    p.cval = p.cidx + align16(vs * 4);
+    p.cp = p.cval + align16(vs * 4);
+    p.sorted = p.cp + align16(vs * 8);
+    p.part = take(cols * rows_max * kWarps * 4);
+    p.res = take(cols * rows_max * 4);
     p.red = take(kWarps * 4);
     p.ired = take(2 * kWarps * 4 + 64);
     p.att_q = take(hd * 4);
     p.att_k = take(hd * 4);
     p.att_v = take(hd * 4);
     p.att_w = take(kWarps * (2 + hd) * 4);
-    p.cw = take((2 + hd) * 4 + 0 * head_chunks);
-    p.lg = take(vocab_sample * 4);
-    p.cidx = take(vocab_sample * 4);
-    p.cval = take(vocab_sample * 4);
-    p.cp = take(vocab_sample * 8);
-    p.sorted = take((vocab_sample > 0 ? (vocab_sample > 1024 ? vocab_sample : 1024) : 0) * 4);
+    p.cw = take((2 + hd) * 4);
     p.codes = take((n_groups + 4) * 4);
-    // Second-column regions go last, so the single-column (talker) layout is unchanged.
-    p.xs2 = take(cols > 1 ? max_k * 4 : 0);
-    p.part2 = take(cols > 1 ? rows_max * 8 * 4 : 0);
-    p.res2 = take(cols > 1 ? rows_max * 4 : 0);
-    p.total = o;
+    p.ring_state = take(int(sizeof(RingShared)));
+    p.ring = (o + 127) & ~127;
     return p;
 }
 
@@ -96,11 +101,11 @@ struct Grid {
     // All CTAs arrive, then all leave. False when the watchdog fired (then every CTA must return).
     __device__ bool barrier() {
         ++epoch;
-        __syncthreads();
+        work_sync();
         if (threadIdx.x == 0) {
             const unsigned target = epoch * unsigned(n_cta);
             const unsigned long long t0 = global_ns();
-            // Release: this CTA's writes (ordered by the __syncthreads above) before the arrival; the acquire
+            // Release: this CTA's writes (ordered by the block sync above) before the arrival; the acquire
             // loads below order the other CTAs' writes before our reads (CUTLASS generic-barrier pattern).
             if (cta != sync.stall_cta)
                 asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(sync.counter), "r"(1u) : "memory");
@@ -128,13 +133,17 @@ struct Grid {
             }
         }
         ++nb;
-        __syncthreads();
+        work_sync();
         return *fail == 0;
     }
     // Called once at the end by every CTA: CTA 0 records the epoch for the next launch.
-    __device__ void finish() const {
+    __device__ void finish(const unsigned long long* ring_prof = nullptr) const {
         if (cta == 0 && threadIdx.x == 0) {
             *sync.epoch = epoch;
+            if (sync.trace && ring_prof) {  // ring wait and MMA time of CTA 0's warp 0 over the launch
+                sync.trace[size_t(sync.trace_cap - 41) * 2] = ring_prof[0];
+                sync.trace[size_t(sync.trace_cap - 41) * 2 + 1] = ring_prof[1];
+            }
             if (sync.trace) {  // SM clock over the launch: (ns, cycles) at the end vs the start
                 sync.trace[size_t(sync.trace_cap - 9) * 2] = global_ns();
                 sync.trace[size_t(sync.trace_cap - 9) * 2 + 1] = clock64();
@@ -149,20 +158,27 @@ struct Grid {
     } while (0)
 
 struct Smem {
-    float *xs, *part, *res, *red;
+    uint16_t* xs;        // split activation columns: column c at xs + 3 c K
+    float *part, *res;   // matvec partials and results: column c at part + c · rows_max · kWarps, res + c · rows_max
+    float *part2, *res2; // column 1 (the predictor's 2-position first pass)
+    float* red;
     int* ired;
     float *att_q, *att_k, *att_v, *att_w, *cw, *lg;
     int* cidx;
     float* cval;
     double* cp;
     int *sorted, *codes;
+    RingShared* ring_state;
+    char* ring;
 };
 
-__device__ Smem carve(char* base, const SmemPlan& p) {
+__device__ Smem carve(char* base, const SmemPlan& p, int rows_max) {
     Smem s;
-    s.xs = reinterpret_cast<float*>(base + p.xs);
+    s.xs = reinterpret_cast<uint16_t*>(base + p.xs);
     s.part = reinterpret_cast<float*>(base + p.part);
     s.res = reinterpret_cast<float*>(base + p.res);
+    s.part2 = s.part + rows_max * kWarps;
+    s.res2 = s.res + rows_max;
     s.red = reinterpret_cast<float*>(base + p.red);
     s.ired = reinterpret_cast<int*>(base + p.ired);
     s.att_q = reinterpret_cast<float*>(base + p.att_q);
@@ -176,66 +192,70 @@ __device__ Smem carve(char* base, const SmemPlan& p) {
     s.cp = reinterpret_cast<double*>(base + p.cp);
     s.sorted = reinterpret_cast<int*>(base + p.sorted);
     s.codes = reinterpret_cast<int*>(base + p.codes);
+    s.ring_state = reinterpret_cast<RingShared*>(base + p.ring_state);
+    s.ring = base + p.ring;
     return s;
 }
 
-// ---- phases of one layer (all CTAs; each works on its own rows / items) ----
-// A weight phase is split in two: `*_rows` + matvec_preload issue this CTA's weight loads into registers
-// (done before the grid barrier that precedes the phase, so HBM latency overlaps the barrier), then the
-// phase body prepares the activation vector in shared memory and finishes the dot products.
+// ---- weight phases (all CTAs; each works on its own contiguous rows) ----
+// The producer warp and the consumers walk the same phase sequence (talker_rows / predictor_rows below); a
+// phase body prepares its activation vector, takes its rows from the ring (RingReader::matvec) and stores.
 
-struct Pre {  // weights of the next phase, in flight or in registers
+struct Rows {  // this CTA's rows of one weight phase: src.n rows starting at global row r0
     RowSrc src;
-    MatvecPlan plan;
-    WeightRegs regs;
     int r0 = 0;
 };
 
-__device__ __forceinline__ RowSrc rows_of(const uint16_t* w, int R, int K, const Grid& g, int& r0) {
-    int r1;
-    cta_rows(R, g.cta, g.n_cta, r0, r1);
-    RowSrc s;
-    s.a = w + size_t(r0) * K;
-    s.n_a = s.n = r1 - r0;
-    s.K = K;
-    return s;
+__device__ __forceinline__ Rows matrix_rows(const uint16_t* w, int R, int K, int cta, int n_cta) {
+    int r0, r1;
+    cta_rows(R, cta, n_cta, r0, r1);
+    Rows r;
+    r.src.a = w + size_t(r0) * K;
+    r.src.n_a = r.src.n = r1 - r0;
+    r.src.K = K;
+    r.r0 = r0;
+    return r;
 }
 
-__device__ __forceinline__ void preload(Pre& p, const RowSrc& src, int r0) {
-    p.src = src;
-    p.r0 = r0;
-    p.plan = matvec_preload(src, p.regs);
+enum LayerPhase { kQkv = 0, kOut = 1, kGateUp = 2, kDown = 3, kLayerPhases = 4 };
+
+__device__ __forceinline__ Rows layer_rows(const StackDev& st, const LayerDev& L, int kind, int cta, int n_cta) {
+    switch (kind) {
+        case kQkv: return matrix_rows(L.wqkv, st.q_dim() + 2 * st.kv_dim(), st.n_embd, cta, n_cta);
+        case kOut: return matrix_rows(L.wo, st.n_embd, st.q_dim(), cta, n_cta);
+        case kGateUp: {
+            Rows r = matrix_rows(L.w_gate, st.n_ff, st.n_embd, cta, n_cta);
+            r.src.b = L.w_up + size_t(r.r0) * st.n_embd;
+            r.src.n = 2 * r.src.n_a;
+            return r;
+        }
+        default: return matrix_rows(L.w_down, st.n_embd, st.n_ff, cta, n_cta);
+    }
 }
 
-__device__ __forceinline__ void preload_qkv(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
-    int r0;
-    const RowSrc s = rows_of(L.wqkv, st.q_dim() + 2 * st.kv_dim(), st.n_embd, g, r0);
-    preload(p, s, r0);
-}
-__device__ __forceinline__ void preload_o(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
-    int r0;
-    const RowSrc s = rows_of(L.wo, st.n_embd, st.q_dim(), g, r0);
-    preload(p, s, r0);
-}
-__device__ __forceinline__ void preload_gateup(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
-    int r0;
-    RowSrc s = rows_of(L.w_gate, st.n_ff, st.n_embd, g, r0);
-    s.b = L.w_up + size_t(r0) * st.n_embd;
-    s.n = 2 * s.n_a;
-    preload(p, s, r0);
-}
-__device__ __forceinline__ void preload_down(Pre& p, const StackDev& st, const LayerDev& L, const Grid& g) {
-    int r0;
-    const RowSrc s = rows_of(L.w_down, st.n_embd, st.n_ff, g, r0);
-    preload(p, s, r0);
-}
+// Context of the consumer side of a launch: shared memory, the ring reader, this CTA's place in the grid.
+struct Work {
+    Smem sm;
+    RingReader rr;
+    int cta = 0, n_cta = 0;
+    __device__ Rows layer(const StackDev& st, const LayerDev& L, int kind) const {
+        return layer_rows(st, L, kind, cta, n_cta);
+    }
+    __device__ Rows matrix(const uint16_t* w, int R, int K) const { return matrix_rows(w, R, K, cta, n_cta); }
+    __device__ void matvec(const Rows& p) { rr.matvec1(p.src, sm.xs, sm.part, sm.res); }
+    __device__ void matvec2(const Rows& p) {
+        float* const pt[2] = {sm.part, sm.part2};
+        float* const out[2] = {sm.res, sm.res2};
+        rr.matvec<2>(p.src, sm.xs, pt, out);
+    }
+};
 
 // [norm + QKV]: qkv[r] for this CTA's rows of [q_dim + 2 kv_dim].
-__device__ void phase_qkv(const StackDev& st, const LayerDev& L, VecIn in, const MegaScratch& sc, const Smem& sm,
-                          const Pre& p) {
-    norm_to_perm(in, L.input_norm, st.n_embd, st.eps, sm.xs, sm.red);
-    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
-    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) __stcg(sc.qkv + p.r0 + i, sm.res[i]);
+__device__ void phase_qkv(const StackDev& st, const LayerDev& L, VecIn in, const MegaScratch& sc, Work& wk) {
+    const Rows p = wk.layer(st, L, kQkv);
+    norm_to_split(in, L.input_norm, st.n_embd, st.eps, wk.sm.xs, wk.sm.red);
+    wk.matvec(p);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) __stcg(sc.qkv + p.r0 + i, wk.sm.res[i]);
 }
 
 // [q/k-norm, RoPE, KV append, attention partials] for items (head, chunk) of the single new position `pos`.
@@ -259,19 +279,19 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         NormRopeRegs nr;
         if (warp == 0) norm_rope_load(nr, L.q_norm, hd, cs, sn);
         if (warp == 1 && has_new) norm_rope_load(nr, L.k_norm, hd, cs, sn);
-        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
             sm.att_q[d] = __ldcg(sc.qkv + h * hd + d);
             if (has_new) {
                 sm.att_k[d] = __ldcg(sc.qkv + q_dim + kvh * hd + d);
                 sm.att_v[d] = __ldcg(sc.qkv + q_dim + kv_dim + kvh * hd + d);
             }
         }
-        __syncthreads();
+        work_sync();
         if (warp == 0) norm_rope_apply(sm.att_q, nr, hd, st.eps);
         if (warp == 1 && has_new) norm_rope_apply(sm.att_k, nr, hd, st.eps);
-        __syncthreads();
+        work_sync();
         if (has_new && h % group == 0) {
-            for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
                 kc[size_t(pos) * kv_dim + kvh * hd + d] = sm.att_k[d];
                 vc[size_t(pos) * kv_dim + kvh * hd + d] = sm.att_v[d];
             }
@@ -281,7 +301,7 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         attend_block(sm.att_q, hd, scale, kc + kvh * hd, vc + kvh * hd, kv_dim, j0, j1, pos, sm.att_k, sm.att_v,
                      sm.att_w, r, pre, slot);
         if (n_chunks == 1) {
-            for (int d = threadIdx.x; d < hd; d += blockDim.x) __stcg(sc.attn + h * hd + d, r[2 + d] / r[1]);
+            for (int d = threadIdx.x; d < hd; d += kMegaThreads) __stcg(sc.attn + h * hd + d, r[2 + d] / r[1]);
             continue;
         }
         // The last chunk of head h to finish combines all of them (fixed chunk order: deterministic).
@@ -294,10 +314,10 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
                 sc.head_done[h] = 0;
             }
         }
-        __syncthreads();
+        work_sync();
         if (*g.fail) {
             const float* ph = sc.part + size_t(h) * max_chunks * (2 + hd);
-            for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
                 float m[kMaxChunks], l[kMaxChunks], acc[kMaxChunks];
 #pragma unroll
                 for (int q = 0; q < kMaxChunks; ++q) {
@@ -319,143 +339,105 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
                 __stcg(sc.attn + h * hd + d, o / L);
             }
         }
-        __syncthreads();
+        work_sync();
         if (threadIdx.x == 0) *g.fail = 0;
     }
 }
 
 // [O-proj + residual]: h[r] = (layer 0 ? x0 : h)[r] + Wo[r] · attn.
-__device__ void phase_oproj(const StackDev& st, VecIn residual_in, const MegaScratch& sc, const Smem& sm,
-                            const Pre& p) {
+__device__ void phase_oproj(const StackDev& st, const LayerDev& L, VecIn residual_in, const MegaScratch& sc,
+                            Work& wk) {
+    const Rows p = wk.layer(st, L, kOut);
     // The residual rows are loaded together with the activation vector (one round trip to L2, not two).
     const float resid = int(threadIdx.x) < p.src.n ? residual_in(p.r0 + threadIdx.x) : 0.0f;
-    load_to_perm(VecIn{sc.attn, nullptr}, st.q_dim(), sm.xs);
-    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
-    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x)
-        __stcg(sc.h + p.r0 + i, __fadd_rn(i == int(threadIdx.x) ? resid : residual_in(p.r0 + i), sm.res[i]));
+    load_to_split(VecIn{sc.attn, nullptr}, st.q_dim(), wk.sm.xs);
+    wk.matvec(p);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads)
+        __stcg(sc.h + p.r0 + i, __fadd_rn(i == int(threadIdx.x) ? resid : residual_in(p.r0 + i), wk.sm.res[i]));
 }
 
 // [norm + gate/up + SiLU·up]: act[r] for this CTA's rows of [F].
-__device__ void phase_gateup(const StackDev& st, const LayerDev& L, const MegaScratch& sc, const Smem& sm,
-                             const Pre& p) {
-    norm_to_perm(VecIn{sc.h, nullptr}, L.post_norm, st.n_embd, st.eps, sm.xs, sm.red);
-    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
+__device__ void phase_gateup(const StackDev& st, const LayerDev& L, const MegaScratch& sc, Work& wk) {
+    const Rows p = wk.layer(st, L, kGateUp);
+    norm_to_split(VecIn{sc.h, nullptr}, L.post_norm, st.n_embd, st.eps, wk.sm.xs, wk.sm.red);
+    wk.matvec(p);
     const int n = p.src.n_a;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        const float gt = sm.res[i], up = sm.res[n + i];
+    for (int i = threadIdx.x; i < n; i += kMegaThreads) {
+        const float gt = wk.sm.res[i], up = wk.sm.res[n + i];
         __stcg(sc.act + p.r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up));
     }
 }
 
 // [down + residual]: h[r] += Wdown[r] · act.
-__device__ void phase_down(const StackDev& st, const MegaScratch& sc, const Smem& sm, const Pre& p) {
+__device__ void phase_down(const StackDev& st, const LayerDev& L, const MegaScratch& sc, Work& wk) {
+    const Rows p = wk.layer(st, L, kDown);
     const float resid = int(threadIdx.x) < p.src.n ? __ldcg(sc.h + p.r0 + threadIdx.x) : 0.0f;
-    load_to_perm(VecIn{sc.act, nullptr}, st.n_ff, sm.xs);
-    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
-    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x)
-        __stcg(sc.h + p.r0 + i, __fadd_rn(i == int(threadIdx.x) ? resid : __ldcg(sc.h + p.r0 + i), sm.res[i]));
+    load_to_split(VecIn{sc.act, nullptr}, st.n_ff, wk.sm.xs);
+    wk.matvec(p);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads)
+        __stcg(sc.h + p.r0 + i, __fadd_rn(i == int(threadIdx.x) ? resid : __ldcg(sc.h + p.r0 + i), wk.sm.res[i]));
 }
 
 // [final norm + head]: out[r] = head[r] · norm(h) for this CTA's rows; CTA 0 also stores the normed hidden.
-__device__ void phase_head(const Grid& g, const StackDev& st, float* out, float* hidden_out, const MegaScratch& sc,
-                           const Smem& sm, const Pre& p) {
-    norm_to_perm(VecIn{sc.h, nullptr}, st.final_norm, st.n_embd, st.eps, sm.xs, sm.red,
-                 g.cta == 0 ? hidden_out : nullptr);
-    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
-    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) __stcg(out + p.r0 + i, sm.res[i]);
+__device__ void phase_head(const StackDev& st, const uint16_t* head, int vocab, float* out, float* hidden_out,
+                           const MegaScratch& sc, Work& wk) {
+    const Rows p = wk.matrix(head, vocab, st.n_embd);
+    norm_to_split(VecIn{sc.h, nullptr}, st.final_norm, st.n_embd, st.eps, wk.sm.xs, wk.sm.red,
+                  wk.cta == 0 ? hidden_out : nullptr);
+    wk.matvec(p);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) __stcg(out + p.r0 + i, wk.sm.res[i]);
 }
 
-// Runs every layer for one position. On entry `p` holds layer 0's QKV weights (preloaded); on return it holds
-// the rows of `after` (R × K, this CTA's share) preloaded, and the last barrier has been passed.
-// Returns false when a barrier failed (the caller must return).
-// With l2 != 0, each phase first asks the copy engine to pull into L2 the weights that the phase after it will
-// preload into registers, so HBM streams one phase ahead of the register preloads (which then hit L2).
+// Runs every layer for one position; on return the last barrier has been passed. False when a barrier failed
+// (the caller must return).
 __device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n_chunks, int max_chunks,
-                           const MegaScratch& sc, const Smem& sm, Pre& p, const uint16_t* after, int after_rows,
-                           int after_k, int l2) {
-    const int E = st.n_embd, F = st.n_ff, Q = st.q_dim(), R_qkv = Q + 2 * st.kv_dim();
+                           const MegaScratch& sc, Work& wk) {
     for (int l = 0; l < st.n_layer; ++l) {
         const LayerDev& L = st.layers[l];
         const VecIn in = l == 0 ? x0 : VecIn{sc.h, nullptr};
-        if (l2) prefetch_rows(L.wo, E, Q, g.cta, g.n_cta);
-        phase_qkv(st, L, in, sc, sm, p);
+        phase_qkv(st, L, in, sc, wk);
         if (!g.barrier()) return false;
-        if (l2) {
-            prefetch_rows(L.w_gate, F, E, g.cta, g.n_cta);
-            prefetch_rows(L.w_up, F, E, g.cta, g.n_cta);
-        }
-        phase_attention(g, st, l, pos, n_chunks, max_chunks, sc, sm);
-        preload_o(p, st, L, g);
+        phase_attention(g, st, l, pos, n_chunks, max_chunks, sc, wk.sm);
         if (!g.barrier()) return false;
-        if (l2) prefetch_rows(L.w_down, E, F, g.cta, g.n_cta);
-        phase_oproj(st, in, sc, sm, p);
-        preload_gateup(p, st, L, g);
+        phase_oproj(st, L, in, sc, wk);
         if (!g.barrier()) return false;
-        if (l2) {
-            if (l + 1 < st.n_layer)
-                prefetch_rows(st.layers[l + 1].wqkv, R_qkv, E, g.cta, g.n_cta);
-            else if (after)
-                prefetch_rows(after, after_rows, after_k, g.cta, g.n_cta);
-        }
-        phase_gateup(st, L, sc, sm, p);
-        preload_down(p, st, L, g);
+        phase_gateup(st, L, sc, wk);
         if (!g.barrier()) return false;
-        phase_down(st, sc, sm, p);
-        if (l + 1 < st.n_layer) {
-            preload_qkv(p, st, st.layers[l + 1], g);
-        } else {
-            int r0;
-            const RowSrc s = rows_of(after, after_rows, after_k, g, r0);
-            preload(p, s, r0);
-        }
+        phase_down(st, L, sc, wk);
         if (!g.barrier()) return false;
     }
     return true;
 }
 
+// The talker's weight phases in launch order: per layer QKV, O, gate+up, down; then codec_head.
+__device__ Rows talker_rows(const TalkerStepArgs& a, int w, int cta, int n_cta) {
+    const StackDev& st = a.stack;
+    if (w >= kLayerPhases * st.n_layer) return matrix_rows(a.head, a.vocab, st.n_embd, cta, n_cta);
+    return layer_rows(st, st.layers[w / kLayerPhases], w % kLayerPhases, cta, n_cta);
+}
+
 // ---- the code predictor's first pass: positions 0 (talker hidden) and 1 (codebook-0 embedding) together ----
-// Every weight row is read once and dotted with both columns. Each column's arithmetic (summation order
-// included) is exactly that of the single-position phases above, so the results equal two separate passes.
-
-// The first pass's shared memory: the single-column regions (column 0) plus the second column's.
-struct Smem2 : Smem {
-    float *xs2, *part2, *res2;
-};
-__device__ Smem2 carve2(char* base, const SmemPlan& p) {
-    Smem2 s;
-    static_cast<Smem&>(s) = carve(base, p);
-    s.xs2 = reinterpret_cast<float*>(base + p.xs2);
-    s.part2 = reinterpret_cast<float*>(base + p.part2);
-    s.res2 = reinterpret_cast<float*>(base + p.res2);
-    return s;
-}
-
-// res[i] / res2[i] = row(i) · x / x2 (both permuted in shared memory); per column exactly matvec_finish.
-__device__ __forceinline__ void matvec_finish2(const RowSrc& src, const MatvecPlan& p, const WeightRegs& r,
-                                               const Smem2& sm) {
-    const float* const x[2] = {sm.xs, sm.xs2};
-    float* const pt[2] = {sm.part, sm.part2};
-    float* const out[2] = {sm.res, sm.res2};
-    matvec_finish_cols<2>(src, p, r, x, pt, out);
-}
+// Every weight row is read once and multiplied with both columns (B operand columns 0-2 and 3-5). Each output
+// column is computed exactly as by the single-position phases above, so the results equal two separate passes.
 
 // Scratch of the 2-position pass: column c of h / qkv / attn / act at offset c · (E / R_qkv / q_dim / F).
 __device__ void phase_qkv2(const StackDev& st, const LayerDev& L, VecIn in0, VecIn in1, const MegaScratch& sc,
-                           const Smem2& sm, const Pre& p) {
-    const int R = st.q_dim() + 2 * st.kv_dim();
-    norm_to_perm(in0, L.input_norm, st.n_embd, st.eps, sm.xs, sm.red);
-    norm_to_perm(in1, L.input_norm, st.n_embd, st.eps, sm.xs2, sm.red);
-    matvec_finish2(p.src, p.plan, p.regs, sm);
-    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) {
-        __stcg(sc.qkv + p.r0 + i, sm.res[i]);
-        __stcg(sc.qkv + R + p.r0 + i, sm.res2[i]);
+                           Work& wk) {
+    const int E = st.n_embd, R = st.q_dim() + 2 * st.kv_dim();
+    const Rows p = wk.layer(st, L, kQkv);
+    norm_to_split(in0, L.input_norm, E, st.eps, wk.sm.xs, wk.sm.red);
+    norm_to_split(in1, L.input_norm, E, st.eps, wk.sm.xs + 3 * E, wk.sm.red);
+    wk.matvec2(p);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
+        __stcg(sc.qkv + p.r0 + i, wk.sm.res[i]);
+        __stcg(sc.qkv + R + p.r0 + i, wk.sm.res2[i]);
     }
 }
 
 // q/k-norm, RoPE, KV append (slots 0 and 1) and attention of both positions, one head per CTA item. Same
 // formulas as CpuPredictor: position 0 attends to itself only (output = v0); position 1 uses a two-key softmax.
 __device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, const MegaScratch& sc,
-                                 const Smem2& sm) {
+                                 const Smem& sm) {
     const LayerDev& L = st.layers[layer];
     const int hd = st.head_dim, Q = st.q_dim(), KV = st.kv_dim(), R = Q + 2 * KV, group = st.n_head / st.n_kv_head;
     const int half = hd >> 1, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -472,7 +454,7 @@ __device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, c
             norm_rope_load(nr, warp < 2 ? L.k_norm : L.q_norm, hd, st.rope_cos + size_t(pos) * half,
                            st.rope_sin + size_t(pos) * half);
         }
-        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
             q0[d] = __ldcg(sc.qkv + h * hd + d);
             q1[d] = __ldcg(sc.qkv + R + h * hd + d);
             k0[d] = __ldcg(sc.qkv + Q + kvh * hd + d);
@@ -480,11 +462,11 @@ __device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, c
             v0[d] = __ldcg(sc.qkv + Q + KV + kvh * hd + d);
             v1[d] = __ldcg(sc.qkv + R + Q + KV + kvh * hd + d);
         }
-        __syncthreads();
+        work_sync();
         if (warp < 4) norm_rope_apply(warp == 0 ? k0 : warp == 1 ? k1 : warp == 2 ? q0 : q1, nr, hd, st.eps);
-        __syncthreads();
+        work_sync();
         if (h % group == 0) {
-            for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
                 kc[kvh * hd + d] = k0[d];
                 vc[kvh * hd + d] = v0[d];
                 kc[size_t(KV) + kvh * hd + d] = k1[d];
@@ -503,82 +485,72 @@ __device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, c
                 __stcg(sc.attn + Q + h * hd + d, fmaf(p1, v1[d], fmaf(p0, v0[d], 0.0f)));
             }
         }
-        __syncthreads();
+        work_sync();
     }
 }
 
-__device__ void phase_oproj2(const StackDev& st, VecIn res0, VecIn res1, const MegaScratch& sc, const Smem2& sm,
-                             const Pre& p) {
+__device__ void phase_oproj2(const StackDev& st, const LayerDev& L, VecIn res0, VecIn res1, const MegaScratch& sc,
+                             Work& wk) {
     const int E = st.n_embd, Q = st.q_dim();
+    const Rows p = wk.layer(st, L, kOut);
     const bool mine = int(threadIdx.x) < p.src.n;
     const float r0v = mine ? res0(p.r0 + threadIdx.x) : 0.0f, r1v = mine ? res1(p.r0 + threadIdx.x) : 0.0f;
-    load_to_perm(VecIn{sc.attn, nullptr}, Q, sm.xs);
-    load_to_perm(VecIn{sc.attn + Q, nullptr}, Q, sm.xs2);
-    matvec_finish2(p.src, p.plan, p.regs, sm);
-    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) {
+    load_to_split(VecIn{sc.attn, nullptr}, Q, wk.sm.xs);
+    load_to_split(VecIn{sc.attn + Q, nullptr}, Q, wk.sm.xs + 3 * Q);
+    wk.matvec2(p);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
         const bool own = i == int(threadIdx.x);
-        __stcg(sc.h + p.r0 + i, __fadd_rn(own ? r0v : res0(p.r0 + i), sm.res[i]));
-        __stcg(sc.h + E + p.r0 + i, __fadd_rn(own ? r1v : res1(p.r0 + i), sm.res2[i]));
+        __stcg(sc.h + p.r0 + i, __fadd_rn(own ? r0v : res0(p.r0 + i), wk.sm.res[i]));
+        __stcg(sc.h + E + p.r0 + i, __fadd_rn(own ? r1v : res1(p.r0 + i), wk.sm.res2[i]));
     }
 }
 
-__device__ void phase_gateup2(const StackDev& st, const LayerDev& L, const MegaScratch& sc, const Smem2& sm,
-                              const Pre& p) {
+__device__ void phase_gateup2(const StackDev& st, const LayerDev& L, const MegaScratch& sc, Work& wk) {
     const int E = st.n_embd, F = st.n_ff;
-    norm_to_perm(VecIn{sc.h, nullptr}, L.post_norm, E, st.eps, sm.xs, sm.red);
-    norm_to_perm(VecIn{sc.h + E, nullptr}, L.post_norm, E, st.eps, sm.xs2, sm.red);
-    matvec_finish2(p.src, p.plan, p.regs, sm);
+    const Rows p = wk.layer(st, L, kGateUp);
+    norm_to_split(VecIn{sc.h, nullptr}, L.post_norm, E, st.eps, wk.sm.xs, wk.sm.red);
+    norm_to_split(VecIn{sc.h + E, nullptr}, L.post_norm, E, st.eps, wk.sm.xs + 3 * E, wk.sm.red);
+    wk.matvec2(p);
     const int n = p.src.n_a;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        const float gt = sm.res[i], up = sm.res[n + i];
+    for (int i = threadIdx.x; i < n; i += kMegaThreads) {
+        const float gt = wk.sm.res[i], up = wk.sm.res[n + i];
         __stcg(sc.act + p.r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up));
-        const float gt2 = sm.res2[i], up2 = sm.res2[n + i];
+        const float gt2 = wk.sm.res2[i], up2 = wk.sm.res2[n + i];
         __stcg(sc.act + F + p.r0 + i, __fmul_rn(gt2 / (1.0f + expf(-gt2)), up2));
     }
 }
 
-__device__ void phase_down2(const StackDev& st, const MegaScratch& sc, const Smem2& sm, const Pre& p) {
+__device__ void phase_down2(const StackDev& st, const LayerDev& L, const MegaScratch& sc, Work& wk) {
     const int E = st.n_embd, F = st.n_ff;
+    const Rows p = wk.layer(st, L, kDown);
     const bool mine = int(threadIdx.x) < p.src.n;
     const float r0v = mine ? __ldcg(sc.h + p.r0 + threadIdx.x) : 0.0f;
     const float r1v = mine ? __ldcg(sc.h + E + p.r0 + threadIdx.x) : 0.0f;
-    load_to_perm(VecIn{sc.act, nullptr}, F, sm.xs);
-    load_to_perm(VecIn{sc.act + F, nullptr}, F, sm.xs2);
-    matvec_finish2(p.src, p.plan, p.regs, sm);
-    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) {
+    load_to_split(VecIn{sc.act, nullptr}, F, wk.sm.xs);
+    load_to_split(VecIn{sc.act + F, nullptr}, F, wk.sm.xs + 3 * F);
+    wk.matvec2(p);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
         const bool own = i == int(threadIdx.x);
-        __stcg(sc.h + p.r0 + i, __fadd_rn(own ? r0v : __ldcg(sc.h + p.r0 + i), sm.res[i]));
-        __stcg(sc.h + E + p.r0 + i, __fadd_rn(own ? r1v : __ldcg(sc.h + E + p.r0 + i), sm.res2[i]));
+        __stcg(sc.h + p.r0 + i, __fadd_rn(own ? r0v : __ldcg(sc.h + p.r0 + i), wk.sm.res[i]));
+        __stcg(sc.h + E + p.r0 + i, __fadd_rn(own ? r1v : __ldcg(sc.h + E + p.r0 + i), wk.sm.res2[i]));
     }
 }
 
-// run_layers for positions 0 and 1 at once (the predictor's first pass); same phases, barriers and preloads
-// (the optional L2 bulk prefetch is not issued in this pass).
-__device__ bool run_layers2(Grid& g, const StackDev& st, VecIn x0, VecIn x1, const MegaScratch& sc,
-                            const Smem2& sm, Pre& p, const uint16_t* after, int after_rows, int after_k) {
+// run_layers for positions 0 and 1 at once (the predictor's first pass); same phases and barriers.
+__device__ bool run_layers2(Grid& g, const StackDev& st, VecIn x0, VecIn x1, const MegaScratch& sc, Work& wk) {
     const int E = st.n_embd;
     for (int l = 0; l < st.n_layer; ++l) {
         const LayerDev& L = st.layers[l];
         const VecIn in0 = l == 0 ? x0 : VecIn{sc.h, nullptr}, in1 = l == 0 ? x1 : VecIn{sc.h + E, nullptr};
-        phase_qkv2(st, L, in0, in1, sc, sm, p);
+        phase_qkv2(st, L, in0, in1, sc, wk);
         if (!g.barrier()) return false;
-        phase_attention2(g, st, l, sc, sm);
-        preload_o(p, st, L, g);
+        phase_attention2(g, st, l, sc, wk.sm);
         if (!g.barrier()) return false;
-        phase_oproj2(st, in0, in1, sc, sm, p);
-        preload_gateup(p, st, L, g);
+        phase_oproj2(st, L, in0, in1, sc, wk);
         if (!g.barrier()) return false;
-        phase_gateup2(st, L, sc, sm, p);
-        preload_down(p, st, L, g);
+        phase_gateup2(st, L, sc, wk);
         if (!g.barrier()) return false;
-        phase_down2(st, sc, sm, p);
-        if (l + 1 < st.n_layer) {
-            preload_qkv(p, st, st.layers[l + 1], g);
-        } else {
-            int r0;
-            const RowSrc s = rows_of(after, after_rows, after_k, g, r0);
-            preload(p, s, r0);
-        }
+        phase_down2(st, L, sc, wk);
         if (!g.barrier()) return false;
     }
     return true;
@@ -598,22 +570,41 @@ __device__ Grid make_grid(const GridSync& sync, int* fail_flag) {
     return g;
 }
 
-__global__ void __launch_bounds__(kMegaThreads, 1)
-    talker_step_kernel(const __grid_constant__ TalkerStepArgs a, int max_chunks, int l2) {
-    extern __shared__ __align__(16) char smem_raw[];
+// Carves shared memory and sets up the ring (all threads, before the producer / consumer split).
+__device__ Work start_work(char* smem_raw, const SmemPlan& plan, int rows_max, const MegaLaunch& cfg,
+                           const int* error, unsigned long long* prof) {
+    Work wk;
+    wk.sm = carve(smem_raw, plan, rows_max);
+    wk.rr.rs = wk.sm.ring_state;
+    wk.rr.ring = wk.sm.ring;
+    wk.rr.ring_bytes = cfg.ring_bytes;
+    wk.rr.error = error;
+    wk.cta = blockIdx.x;
+    wk.n_cta = gridDim.x;
+    if (threadIdx.x == 0) ring_init(wk.sm.ring_state);
+    if (prof && blockIdx.x == 0) wk.rr.prof = prof, prof[0] = prof[1] = 0;
+    __syncthreads();
+    return wk;
+}
+
+__global__ void __launch_bounds__(kCtaThreads, 1)
+    talker_step_kernel(const __grid_constant__ TalkerStepArgs a, const MegaLaunch cfg) {
+    extern __shared__ __align__(128) char smem_raw[];
     __shared__ int fail_flag;
+    __shared__ unsigned long long ring_prof[2];
     const StackDev& st = a.stack;
-    const SmemPlan plan = make_smem_plan(max_k_of(st, st.n_embd), rows_max_of(st, a.vocab, st.n_embd, gridDim.x),
-                                         st.head_dim, st.n_head * max_chunks, 0, 0);
-    const Smem sm = carve(smem_raw, plan);
-    Grid g = make_grid(a.sync, &fail_flag);
-    Pre p;
-    preload_qkv(p, st, st.layers[0], g);
-    if (!run_layers(g, st, VecIn{a.x0, nullptr}, a.pos, a.n_chunks, max_chunks, a.s, sm, p, a.head, a.vocab,
-                    st.n_embd, l2))
+    const int rows_max = rows_max_of(st, a.vocab, st.n_embd, gridDim.x);
+    const SmemPlan plan = make_smem_plan(max_k_of(st, st.n_embd), rows_max, st.head_dim, 0, 0);
+    Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
+    if (threadIdx.x >= kMegaThreads) {
+        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, kLayerPhases * st.n_layer + 1,
+                     [&](int w) { return talker_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async);
         return;
-    phase_head(g, st, a.logits_out, a.hidden_out, a.s, sm, p);
-    g.finish();
+    }
+    Grid g = make_grid(a.sync, &fail_flag);
+    if (!run_layers(g, st, VecIn{a.x0, nullptr}, a.pos, a.n_chunks, cfg.max_chunks, a.s, wk)) return;
+    phase_head(st, a.head, a.vocab, a.logits_out, a.hidden_out, a.s, wk);
+    g.finish(ring_prof);
 }
 
 // ---- on-device sampling (every CTA computes the same token; same rules as core/sampler.cpp) ----
@@ -648,14 +639,14 @@ __device__ int block_exclusive_scan(int v, int* wsum, int* total) {
         if (lane >= o) x += y;
     }
     if (lane == 31) wsum[warp] = x;
-    __syncthreads();
+    work_sync();
     int off = 0, tot = 0;
     for (int w = 0; w < kWarps; ++w) {
         const int s = wsum[w];
         if (w < warp) off += s;
         tot += s;
     }
-    __syncthreads();
+    work_sync();
     *total = tot;
     return off + x - v;
 }
@@ -664,7 +655,7 @@ __device__ int block_exclusive_scan(int v, int* wsum, int* total) {
 __device__ int block_argmax(const float* v, int n, float* red, int* ired) {
     float bv = -INFINITY;
     int bi = n;
-    for (int i = threadIdx.x; i < n; i += blockDim.x)
+    for (int i = threadIdx.x; i < n; i += kMegaThreads)
         if (v[i] > bv || (bi == n && v[i] == bv)) bv = v[i], bi = i;
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
@@ -674,27 +665,27 @@ __device__ int block_argmax(const float* v, int n, float* red, int* ired) {
     }
     const int warp = threadIdx.x >> 5;
     if ((threadIdx.x & 31) == 0) red[warp] = bv, ired[warp] = bi;
-    __syncthreads();
+    work_sync();
     float rv = red[0];
     int ri = ired[0];
     for (int w = 1; w < kWarps; ++w)
         if (red[w] > rv || (red[w] == rv && ired[w] < ri)) rv = red[w], ri = ired[w];
-    __syncthreads();
+    work_sync();
     return ri >= n ? 0 : ri;
 }
 
 // The k-th largest value (with multiplicity) of v[0, n): radix select over order-preserving keys, 8 bits a
 // pass, with warp-aggregated shared-memory histograms. hist: shared [4][256] ints; sel: shared [2] ints.
 __device__ float block_kth_largest(const float* v, int n, int k, int* hist, int* sel) {
-    for (int i = threadIdx.x; i < 4 * 256; i += blockDim.x) hist[i] = 0;
+    for (int i = threadIdx.x; i < 4 * 256; i += kMegaThreads) hist[i] = 0;
     if (threadIdx.x == 0) sel[0] = 0, sel[1] = k;
-    __syncthreads();
+    work_sync();
     const int lane = threadIdx.x & 31;
     for (int pass = 0; pass < 4; ++pass) {
         const int shift = 24 - 8 * pass;
         const unsigned prefix = unsigned(sel[0]);
         int* h = hist + pass * 256;
-        for (int base = 0; base < n; base += blockDim.x) {
+        for (int base = 0; base < n; base += kMegaThreads) {
             const int i = base + threadIdx.x;
             const unsigned key = i < n ? order_key(v[i]) : 0u;
             const bool match = i < n && (pass == 0 || (key >> (shift + 8)) == (prefix >> (shift + 8)));
@@ -705,7 +696,7 @@ __device__ float block_kth_largest(const float* v, int n, int k, int* hist, int*
                 if (lane == __ffs(same) - 1) atomicAdd(h + digit, __popc(same));
             }
         }
-        __syncthreads();
+        work_sync();
         if (threadIdx.x < 32) {
             // Digits from 255 down: lane l owns digits 255 - 8l .. 248 - 8l.
             const int need = sel[1];
@@ -733,7 +724,7 @@ __device__ float block_kth_largest(const float* v, int n, int k, int* hist, int*
                 }
             }
         }
-        __syncthreads();
+        work_sync();
     }
     return key_value(unsigned(sel[0]));
 }
@@ -746,23 +737,23 @@ __device__ __forceinline__ void stamp(unsigned long long* sub, int k) {
 __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
     float* lg = sm.lg;
     if (!s.do_sample) return block_argmax(lg, n, sm.red, sm.ired);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) lg[i] = lg[i] / s.temperature;
-    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += kMegaThreads) lg[i] = lg[i] / s.temperature;
+    work_sync();
     if (s.top_k > 0 && s.top_k < n) {
         stamp(sub, 2);
         const float kth = block_kth_largest(lg, n, s.top_k, sm.sorted, sm.ired + 2 * kWarps + 8);
         stamp(sub, 3);
-        for (int i = threadIdx.x; i < n; i += blockDim.x)
+        for (int i = threadIdx.x; i < n; i += kMegaThreads)
             if (lg[i] < kth) lg[i] = -INFINITY;
-        __syncthreads();
+        work_sync();
     }
-    const int per = (n + blockDim.x - 1) / blockDim.x, i0 = threadIdx.x * per, i1 = min(n, i0 + per);
+    const int per = (n + kMegaThreads - 1) / kMegaThreads, i0 = threadIdx.x * per, i1 = min(n, i0 + per);
     int* total_s = sm.ired + 2 * kWarps;  // [0]: count, [2..3]: result
     if (s.top_p < 1.0f) {
         // HF TopP: ascending stable order of the finite logits; drop while cumulative prob <= 1 - top_p.
         const float mx = block_max([&] {
             float m = -INFINITY;
-            for (int i = threadIdx.x; i < n; i += blockDim.x) m = fmaxf(m, lg[i]);
+            for (int i = threadIdx.x; i < n; i += kMegaThreads) m = fmaxf(m, lg[i]);
             return m;
         }(), sm.red);
         int cnt = 0;
@@ -771,15 +762,15 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
         int off = block_exclusive_scan(cnt, sm.ired, &m);
         for (int i = i0; i < i1; ++i)
             if (lg[i] != -INFINITY) sm.cidx[off] = i, sm.cval[off] = lg[i], ++off;
-        __syncthreads();
-        for (int r = threadIdx.x; r < m; r += blockDim.x) {
+        work_sync();
+        for (int r = threadIdx.x; r < m; r += kMegaThreads) {
             const float v = sm.cval[r];
             const int idx = sm.cidx[r];
             int rank = 0;
             for (int q = 0; q < m; ++q) rank += sm.cval[q] < v || (sm.cval[q] == v && sm.cidx[q] < idx);
             sm.sorted[rank] = r;
         }
-        __syncthreads();
+        work_sync();
         if (threadIdx.x == 0 && m > 0) {
             double total = 0.0;
             for (int r = 0; r < m; ++r) total += double(expf(sm.cval[r] - mx));
@@ -790,11 +781,11 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
                 if (cum <= 1.0 - double(s.top_p)) lg[sm.cidx[q]] = -INFINITY;
             }
         }
-        __syncthreads();
+        work_sync();
     }
     stamp(sub, 4);
     float mloc = -INFINITY;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) mloc = fmaxf(mloc, lg[i]);
+    for (int i = threadIdx.x; i < n; i += kMegaThreads) mloc = fmaxf(mloc, lg[i]);
     const float mx = block_max(mloc, sm.red);
     if (mx == -INFINITY) return 0;
     int cnt = 0;
@@ -805,7 +796,7 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
         const double p = exp(double(lg[i] - mx));
         if (p > 0.0) sm.cidx[off] = i, sm.cp[off] = p, ++off;
     }
-    __syncthreads();
+    work_sync();
     stamp(sub, 5);
     if (threadIdx.x == 0) {
         double total = 0.0;
@@ -822,58 +813,67 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
         }
         total_s[2] = pick;
     }
-    __syncthreads();
+    work_sync();
     stamp(sub, 6);
     const int pick = total_s[2];
-    __syncthreads();
+    work_sync();
     return pick;
 }
 
 // [mtp projection] (1.7B): xproj[r] = W[r] · x + b[r] for this CTA's rows.
-__device__ void phase_project(const PredictorFrameArgs& a, VecIn x, const Smem& sm, const Pre& p) {
-    load_to_perm(x, a.in_dim, sm.xs);
-    matvec_finish(p.src, p.plan, p.regs, sm.xs, sm.part, sm.res);
-    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x)
-        __stcg(a.s.xproj + p.r0 + i, sm.res[i] + a.mtp_b[p.r0 + i]);
+__device__ void phase_project(const PredictorFrameArgs& a, VecIn x, Work& wk) {
+    const Rows p = wk.matrix(a.mtp_w, a.stack.n_embd, a.in_dim);
+    load_to_split(x, a.in_dim, wk.sm.xs);
+    wk.matvec(p);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads)
+        __stcg(a.s.xproj + p.r0 + i, wk.sm.res[i] + a.mtp_b[p.r0 + i]);
 }
 
 // Both columns of the first pass (xproj holds 2 · E values).
-__device__ void phase_project2(const PredictorFrameArgs& a, VecIn x0, VecIn x1, const Smem2& sm, const Pre& p) {
+__device__ void phase_project2(const PredictorFrameArgs& a, VecIn x0, VecIn x1, Work& wk) {
     const int E = a.stack.n_embd;
-    load_to_perm(x0, a.in_dim, sm.xs);
-    load_to_perm(x1, a.in_dim, sm.xs2);
-    matvec_finish2(p.src, p.plan, p.regs, sm);
-    for (int i = threadIdx.x; i < p.src.n; i += blockDim.x) {
-        __stcg(a.s.xproj + p.r0 + i, sm.res[i] + a.mtp_b[p.r0 + i]);
-        __stcg(a.s.xproj + E + p.r0 + i, sm.res2[i] + a.mtp_b[p.r0 + i]);
+    const Rows p = wk.matrix(a.mtp_w, E, a.in_dim);
+    load_to_split(x0, a.in_dim, wk.sm.xs);
+    load_to_split(x1, a.in_dim, wk.sm.xs + 3 * a.in_dim);
+    wk.matvec2(p);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
+        __stcg(a.s.xproj + p.r0 + i, wk.sm.res[i] + a.mtp_b[p.r0 + i]);
+        __stcg(a.s.xproj + E + p.r0 + i, wk.sm.res2[i] + a.mtp_b[p.r0 + i]);
     }
 }
 
-// The first phase of a pass: the mtp projection when there is one, else layer 0's QKV.
-__device__ __forceinline__ void preload_pass_start(Pre& p, const PredictorFrameArgs& a, const Grid& g) {
-    if (a.mtp_w) {
-        int r0;
-        const RowSrc s = rows_of(a.mtp_w, a.stack.n_embd, a.in_dim, g, r0);
-        preload(p, s, r0);
-    } else {
-        preload_qkv(p, a.stack, a.stack.layers[0], g);
-    }
+// The predictor's weight phases in launch order: for each pass t = 1 .. G-1, [the mtp projection], the
+// layers, then lm_head[t - 1].
+__device__ Rows predictor_rows(const PredictorFrameArgs& a, int w, int cta, int n_cta) {
+    const StackDev& st = a.stack;
+    const int mtp = a.mtp_w ? 1 : 0, per_pass = kLayerPhases * st.n_layer + 1 + mtp;
+    const int t = w / per_pass + 1, r = w % per_pass - mtp;
+    if (r < 0) return matrix_rows(a.mtp_w, st.n_embd, a.in_dim, cta, n_cta);
+    if (r == kLayerPhases * st.n_layer)
+        return matrix_rows(a.heads + size_t(t - 1) * a.vocab * st.n_embd, a.vocab, st.n_embd, cta, n_cta);
+    return layer_rows(st, st.layers[r / kLayerPhases], r % kLayerPhases, cta, n_cta);
 }
 
-__global__ void __launch_bounds__(kMegaThreads, 1)
-    predictor_frame_kernel(const __grid_constant__ PredictorFrameArgs a, int max_chunks, int l2) {
-    extern __shared__ __align__(16) char smem_raw[];
+__global__ void __launch_bounds__(kCtaThreads, 1)
+    predictor_frame_kernel(const __grid_constant__ PredictorFrameArgs a, const MegaLaunch cfg) {
+    extern __shared__ __align__(128) char smem_raw[];
     __shared__ int fail_flag;
+    __shared__ unsigned long long ring_prof[2];
     const StackDev& st = a.stack;
     const int E = st.n_embd, G = a.n_groups, V = a.vocab;
-    const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max_of(st, V, a.in_dim, gridDim.x),
-                                         st.head_dim, st.n_head * max_chunks, V, G, 2);
-    const Smem2 sm = carve2(smem_raw, plan);
+    const int rows_max = rows_max_of(st, V, a.in_dim, gridDim.x);
+    const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max, st.head_dim, V, G, 2);
+    Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
+    if (threadIdx.x >= kMegaThreads) {
+        const int per_pass = kLayerPhases * st.n_layer + 1 + (a.mtp_w ? 1 : 0);
+        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, (G - 1) * per_pass,
+                     [&](int w) { return predictor_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async);
+        return;
+    }
+    const Smem& sm = wk.sm;
     Grid g = make_grid(a.sync, &fail_flag);
     if (threadIdx.x == 0) sm.codes[0] = a.code0;
-    Pre p;
-    preload_pass_start(p, a, g);
-    __syncthreads();
+    work_sync();
     // Pass t (1 .. G-1) ends with head t-1, which predicts codebook t. Pass 1 runs positions 0 (the talker
     // hidden) and 1 (codebook 0 embedded with the talker table) together, reading the weights once.
     for (int t = 1; t < G; ++t) {
@@ -882,32 +882,29 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
         if (t == 1) {
             VecIn x0{a.talker_hidden, nullptr}, x1{nullptr, a.emb0 + size_t(sm.codes[0]) * a.in_dim};
             if (a.mtp_w) {
-                phase_project2(a, x0, x1, sm, p);
-                preload_qkv(p, st, st.layers[0], g);
+                phase_project2(a, x0, x1, wk);
                 QTTS_GRID_BARRIER(g);
                 x0 = VecIn{a.s.xproj, nullptr};
                 x1 = VecIn{a.s.xproj + E, nullptr};
             }
-            if (!run_layers2(g, st, x0, x1, a.s, sm, p, head, V, E)) return;
+            if (!run_layers2(g, st, x0, x1, a.s, wk)) return;
             hs.h += E;
         } else {
             VecIn x{nullptr, a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
             if (a.mtp_w) {
-                phase_project(a, x, sm, p);
-                preload_qkv(p, st, st.layers[0], g);
+                phase_project(a, x, wk);
                 QTTS_GRID_BARRIER(g);
                 x = VecIn{a.s.xproj, nullptr};
             }
-            if (!run_layers(g, st, x, t, 1, max_chunks, a.s, sm, p, head, V, E, l2)) return;
+            if (!run_layers(g, st, x, t, 1, cfg.max_chunks, a.s, wk)) return;
         }
-        phase_head(g, st, a.s.logits, nullptr, hs, sm, p);
-        if (t + 1 < G) preload_pass_start(p, a, g);
+        phase_head(st, head, V, a.s.logits, nullptr, hs, wk);
         QTTS_GRID_BARRIER(g);
         unsigned long long* sub =
             a.sync.trace && g.cta == 0 ? a.sync.trace + size_t(a.sync.trace_cap - 8) * 2 : nullptr;
         stamp(sub, 0);
-        for (int i = threadIdx.x; i < V; i += blockDim.x) sm.lg[i] = __ldcg(a.s.logits + i);
-        __syncthreads();
+        for (int i = threadIdx.x; i < V; i += kMegaThreads) sm.lg[i] = __ldcg(a.s.logits + i);
+        work_sync();
         if (threadIdx.x == 0 && a.sampler.repetition_penalty != 1.0f) {
             // HF repetition penalty over the distinct codes this frame generated so far (codebooks 1 .. t-1).
             for (int j = 1; j < t; ++j) {
@@ -919,17 +916,17 @@ __global__ void __launch_bounds__(kMegaThreads, 1)
                 sm.lg[id] = l < 0.0f ? l * a.sampler.repetition_penalty : l / a.sampler.repetition_penalty;
             }
         }
-        __syncthreads();
+        work_sync();
         const double u = counter_uniform(a.sampler.seed, 1ull + unsigned(t), a.sampler.frame);
         stamp(sub, 1);
         const int code = block_sample(sm, V, a.sampler, u, sub);
         stamp(sub, 7);
         if (threadIdx.x == 0) sm.codes[t] = code;
-        __syncthreads();
+        work_sync();
     }
     if (g.cta == 0)
-        for (int k = threadIdx.x; k < G; k += blockDim.x) a.codes_out[k] = sm.codes[k];
-    g.finish();
+        for (int k = threadIdx.x; k < G; k += kMegaThreads) a.codes_out[k] = sm.codes[k];
+    g.finish(ring_prof);
 }
 
 template <class Kernel>
@@ -943,13 +940,21 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
     MegaLaunch m;
     m.max_chunks = max_chunks;
     m.n_cta = prop.multiProcessorCount;
-    const SmemPlan plan = make_smem_plan(max_k_of(st, in_dim), rows_max_of(st, vocab, in_dim, m.n_cta),
-                                         st.head_dim, st.n_head * max_chunks, vocab_sample, n_groups, cols);
-    m.smem = size_t(plan.total);
-    if (m.smem > prop.sharedMemPerBlockOptin) throw_gpu_error("decode megakernel needs more shared memory than this GPU has");
-    QTTS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(m.smem)));
+    const int K = max_k_of(st, in_dim);
+    const SmemPlan plan = make_smem_plan(K, rows_max_of(st, vocab, in_dim, m.n_cta), st.head_dim, vocab_sample,
+                                         n_groups, cols);
+    QTTS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         int(prop.sharedMemPerBlockOptin) - 1024));
+    cudaFuncAttributes attr{};
+    QTTS_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+    // The weight ring takes the rest of the CTA's shared memory (the static part and 1 KB of slack excluded).
+    const long long avail = (long long)prop.sharedMemPerBlockOptin - 1024 - (long long)attr.sharedSizeBytes;
+    m.ring_bytes = int((avail - plan.ring) & ~127ll);
+    if (m.ring_bytes < 2 * ring_row_stride(K))
+        throw_gpu_error("decode megakernel needs more shared memory than this GPU has");
+    m.smem = size_t(plan.ring) + size_t(m.ring_bytes);
     int per_sm = 0;
-    QTTS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMegaThreads, m.smem));
+    QTTS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kCtaThreads, m.smem));
     if (per_sm < 1) throw_gpu_error("decode megakernel cannot be resident on this GPU (registers/shared memory)");
     return m;
 }
@@ -965,17 +970,17 @@ MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int in_dim, int 
 }
 
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream) {
-    int max_chunks = grid.max_chunks, l2 = grid.l2_prefetch;
-    void* params[] = {const_cast<TalkerStepArgs*>(&args), &max_chunks, &l2};
+    MegaLaunch cfg = grid;
+    void* params[] = {const_cast<TalkerStepArgs*>(&args), &cfg};
     QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(talker_step_kernel), dim3(grid.n_cta),
-                                                dim3(kMegaThreads), params, grid.smem, stream));
+                                                dim3(kCtaThreads), params, grid.smem, stream));
 }
 
 void launch_predictor_frame(const PredictorFrameArgs& args, const MegaLaunch& grid, cudaStream_t stream) {
-    int max_chunks = grid.max_chunks, l2 = grid.l2_prefetch;
-    void* params[] = {const_cast<PredictorFrameArgs*>(&args), &max_chunks, &l2};
+    MegaLaunch cfg = grid;
+    void* params[] = {const_cast<PredictorFrameArgs*>(&args), &cfg};
     QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(predictor_frame_kernel),
-                                                dim3(grid.n_cta), dim3(kMegaThreads), params, grid.smem, stream));
+                                                dim3(grid.n_cta), dim3(kCtaThreads), params, grid.smem, stream));
 }
 
 }  // namespace qtts::cuda

@@ -135,7 +135,7 @@ __global__ void qk_norm_rope_append_kernel(const __grid_constant__ StackDev st, 
     }
 }
 
-// grid (n, n_head), 512 threads: query (t, h) over keys 0 .. pos0 + t.
+// grid (n, n_head), kMegaThreads threads: query (t, h) over keys 0 .. pos0 + t.
 __global__ void __launch_bounds__(kMegaThreads)
     attention_prefill_kernel(const __grid_constant__ StackDev st, int layer, const float* qkv, int pos0, float* out) {
     extern __shared__ float sh[];

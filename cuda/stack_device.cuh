@@ -1,7 +1,8 @@
 // Device building blocks shared by the decode megakernels and the prefill kernels: bf16 weight loads, warp
 // and block reductions (fixed order, so every CTA computes bit-identical values from identical inputs),
-// the CTA-local matvec over a contiguous row range, per-head RMSNorm + RoPE, and block-wide attention of one
-// query over a key range with an online softmax. Include only from .cu files.
+// activations split into bf16 parts and the tensor-core matvec over weight rows in shared memory, per-head
+// RMSNorm + RoPE, and block-wide attention of one query over a key range with an online softmax. Include only
+// from .cu files.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,6 @@
 namespace qtts::cuda::dev {
 
 constexpr int kWarps = kMegaThreads / 32;
-constexpr int kUnroll = 8;                 // 16-byte weight loads per lane in flight per matvec task
 constexpr int kDimsPerLane = kMaxHeadDim / 32;
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -31,19 +31,6 @@ __device__ __forceinline__ uint4 ld_weight(const uint4* p) {
     return r;
 }
 
-// Eight bf16 weights times eight fp32 activations (xa: elements 0..3, xb: 4..7), accumulated into acc.
-__device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b, float acc) {
-    acc = fmaf(bf16_lo(w.x), a.x, acc);
-    acc = fmaf(bf16_hi(w.x), a.y, acc);
-    acc = fmaf(bf16_lo(w.y), a.z, acc);
-    acc = fmaf(bf16_hi(w.y), a.w, acc);
-    acc = fmaf(bf16_lo(w.z), b.x, acc);
-    acc = fmaf(bf16_hi(w.z), b.y, acc);
-    acc = fmaf(bf16_lo(w.w), b.z, acc);
-    acc = fmaf(bf16_hi(w.w), b.w, acc);
-    return acc;
-}
-
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
@@ -55,31 +42,29 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// Threads that run the block-wide helpers: the whole block, except the weight-producer warp of the persistent
+// kernels (threads kMegaThreads and up), which never takes part. Their block sync is named barrier 1.
+__device__ __forceinline__ int work_threads() { return blockDim.x > kMegaThreads ? kMegaThreads : blockDim.x; }
+__device__ __forceinline__ void work_sync() { asm volatile("bar.sync 1, %0;" ::"r"(work_threads()) : "memory"); }
+
 // Sum over the block; every thread gets the same value (warp partials summed in warp order). red: [kWarps].
 __device__ __forceinline__ float block_sum(float v, float* red) {
     v = warp_sum(v);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
+    work_sync();
     float r = 0.0f;
     for (int w = 0; w < kWarps; ++w) r += red[w];
-    __syncthreads();
+    work_sync();
     return r;
 }
 __device__ __forceinline__ float block_max(float v, float* red) {
     v = warp_max(v);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
+    work_sync();
     float r = red[0];
     for (int w = 1; w < kWarps; ++w) r = fmaxf(r, red[w]);
-    __syncthreads();
+    work_sync();
     return r;
-}
-
-// Activation vectors in shared memory are stored permuted so that lane-consecutive 16-byte weight chunks
-// read conflict-free float4s: xa[c] = x[8c .. 8c+3] at [0, K/2), xb[c] = x[8c+4 .. 8c+7] at [K/2, K).
-__device__ __forceinline__ int perm_index(int i, int K) {
-    const int c = i >> 3, r = i & 7;
-    return r < 4 ? c * 4 + r : (K >> 1) + c * 4 + (r - 4);
 }
 
 // A vector input that is either fp32 (written in this or an earlier launch: read through L2) or bf16.
@@ -89,16 +74,36 @@ struct VecIn {
     __device__ __forceinline__ float operator()(int i) const { return f ? __ldcg(f + i) : bf16_at(b, i); }
 };
 
-// xs (permuted) = w ⊙ x / sqrt(mean(x²) + eps); optionally also the natural-order result into `out`.
-// Reads x once (E <= kMaxNormPerThread * blockDim values are kept in registers).
-constexpr int kMaxNormPerThread = 4;  // n_embd <= 4 * kMegaThreads (checked at construction)
-__device__ __forceinline__ void norm_to_perm(VecIn in, const float* w, int E, float eps, float* xs, float* red,
-                                             float* out = nullptr) {
+// ---- activation vectors for the tensor-core matvec ----
+// An fp32 activation x is stored as three bf16 parts, x = x1 + x2 + x3 (exact to ~2^-27 relative), so bf16
+// tensor-core products with fp32 accumulation give the fp32 dot product, more exactly than a sequential fp32
+// FMA chain (worst 3-5e-8 of sum|w x| against fp64, see cuda/NOTES.md). Layout: xsp[part * K + k] (bf16
+// bits); column c of a multi-column matvec starts at xsp + 3 c K.
+__device__ __forceinline__ uint16_t bf16_bits_rn(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7f800000u) == 0x7f800000u) return uint16_t(u >> 16);  // inf / nan: keep (truncate)
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return uint16_t(u >> 16);
+}
+__device__ __forceinline__ void store_split(uint16_t* xsp, int K, int k, float v) {
+    const uint16_t h1 = bf16_bits_rn(v);
+    const float r1 = v - __uint_as_float(uint32_t(h1) << 16);
+    const uint16_t h2 = bf16_bits_rn(r1);
+    const float r2 = r1 - __uint_as_float(uint32_t(h2) << 16);
+    xsp[k] = h1;
+    xsp[K + k] = h2;
+    xsp[2 * K + k] = bf16_bits_rn(r2);
+}
+
+// xsp = split(w ⊙ x / sqrt(mean(x²) + eps)); optionally also the natural-order fp32 result into `out`.
+// Reads x once (E <= kMaxNormPerThread * kMegaThreads values are kept in registers; checked at construction).
+__device__ __forceinline__ void norm_to_split(VecIn in, const float* w, int E, float eps, uint16_t* xsp, float* red,
+                                              float* out = nullptr) {
     float v[kMaxNormPerThread], wv[kMaxNormPerThread];
     float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < kMaxNormPerThread; ++k) {
-        const int i = threadIdx.x + k * blockDim.x;
+        const int i = threadIdx.x + k * kMegaThreads;
         v[k] = i < E ? in(i) : 0.0f;
         wv[k] = i < E ? w[i] : 0.0f;
         ss = fmaf(v[k], v[k], ss);
@@ -107,37 +112,37 @@ __device__ __forceinline__ void norm_to_perm(VecIn in, const float* w, int E, fl
     const float inv = 1.0f / sqrtf(ss / float(E) + eps);
 #pragma unroll
     for (int k = 0; k < kMaxNormPerThread; ++k) {
-        const int i = threadIdx.x + k * blockDim.x;
+        const int i = threadIdx.x + k * kMegaThreads;
         if (i < E) {
             const float y = wv[k] * (v[k] * inv);
-            xs[perm_index(i, E)] = y;
+            store_split(xsp, E, i, y);
             if (out) out[i] = y;
         }
     }
-    __syncthreads();
+    work_sync();
 }
 
-// xs (permuted) = x; all loads of a thread are issued before the first store (one round trip to L2).
-__device__ __forceinline__ void load_to_perm(VecIn in, int K, float* xs) {
+// xsp = split(x); all loads of a thread are issued before the first store (one round trip to L2).
+__device__ __forceinline__ void load_to_split(VecIn in, int K, uint16_t* xsp) {
     constexpr int kBatch = 8;
-    for (int base = 0; base < K; base += kBatch * blockDim.x) {
+    for (int base = 0; base < K; base += kBatch * kMegaThreads) {
         float v[kBatch];
 #pragma unroll
         for (int k = 0; k < kBatch; ++k) {
-            const int i = base + threadIdx.x + k * blockDim.x;
+            const int i = base + threadIdx.x + k * kMegaThreads;
             v[k] = i < K ? in(i) : 0.0f;
         }
 #pragma unroll
         for (int k = 0; k < kBatch; ++k) {
-            const int i = base + threadIdx.x + k * blockDim.x;
-            if (i < K) xs[perm_index(i, K)] = v[k];
+            const int i = base + threadIdx.x + k * kMegaThreads;
+            if (i < K) store_split(xsp, K, i, v[k]);
         }
     }
-    __syncthreads();
+    work_sync();
 }
 
 // Rows of one matvec phase for this CTA: row i is a + i·K for i < n_a, else b + (i - n_a)·K (gate and up
-// rows of the same range form one 2n-row phase). All rows are K bf16 values, K % 8 == 0.
+// rows of the same range form one 2n-row phase). All rows are K bf16 values, K % 32 == 0.
 struct RowSrc {
     const uint16_t* a = nullptr;
     const uint16_t* b = nullptr;
@@ -147,180 +152,101 @@ struct RowSrc {
     }
 };
 
-// Work split: each row is cut into s segments; warp w owns tasks w, w + kWarps, ... (task = row·s + seg).
-// Fast path: at most kMaxT tasks per warp and kMaxL 16-byte chunks per lane per task, so a warp's whole share
-// of the phase fits in registers and can be loaded before the grid barrier that precedes the phase.
-constexpr int kMaxT = 3, kMaxL = 4;
-
-struct MatvecPlan {
-    int s = 1;
-    bool fast = false;
-};
-
-__device__ __forceinline__ MatvecPlan plan_matvec(int n, int K) {
-    const int cpr = K >> 3;
-    MatvecPlan p;
-    int best = 1 << 30;
-    const int cands[6] = {1, 2, 3, 4, 6, 8};
-    for (int q = 0; q < 6; ++q) {
-        const int s = cands[q], seg = (cpr + s - 1) / s;
-        if (s > 1 && seg < 16) break;
-        const int T = (n * s + kWarps - 1) / kWarps, L = (seg + 31) / 32;
-        if (T <= kMaxT && L <= kMaxL && T * L < best) best = T * L, p.s = s, p.fast = true;
-    }
-    if (!p.fast) {  // streaming fallback: balance tasks only
-        long long bc = 1ll << 60;
-        for (int s = 1; s <= 4; s *= 2) {
-            if (s > 1 && cpr / s < 16) break;
-            const long long cost = (long long)((n * s + kWarps - 1) / kWarps) * ((cpr + s - 1) / s);
-            if (cost < bc) bc = cost, p.s = s;
-        }
-    }
-    return p;
-}
-
-struct WeightRegs {
-    uint4 w[kMaxT][kMaxL];
-};
-
-// Issues this warp's weight loads of the phase (fast path); returns the plan. Cheap when n == 0.
-__device__ __forceinline__ MatvecPlan matvec_preload(const RowSrc& src, WeightRegs& r) {
-    const MatvecPlan p = plan_matvec(src.n, src.K);
-    if (!p.fast) return p;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, cpr = src.K >> 3, tasks = src.n * p.s;
-#pragma unroll
-    for (int i = 0; i < kMaxT; ++i) {
-        const int t = warp + i * kWarps;
-        const int row = t / p.s, seg = t - row * p.s;
-        const int c0 = cpr * seg / p.s, c1 = cpr * (seg + 1) / p.s;
-        const uint4* w = t < tasks ? reinterpret_cast<const uint4*>(src.row(row)) : nullptr;
-#pragma unroll
-        for (int j = 0; j < kMaxL; ++j) {
-            const int c = c0 + lane + 32 * j;
-            r.w[i][j] = (t < tasks && c < c1) ? ld_weight(w + c) : make_uint4(0, 0, 0, 0);
-        }
-    }
-    return p;
-}
-
-// res[i] = part[i·s] + ... + part[i·s + s - 1] (segment order), then a block sync. Call after the block sync
-// that ends the writes of part.
-__device__ __forceinline__ void sum_segments(const float* part, int n, int s, float* res) {
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = 0.0f;
-        for (int g = 0; g < s; ++g) v += part[i * s + g];
-        res[i] = v;
-    }
-    __syncthreads();
-}
-
-// res[c][i] = row(i) · x_c for i in [0, n) and each of C activation columns (x_c permuted in shared memory);
-// every weight is read once and dotted with all columns. Uses the preloaded registers on the fast path,
-// streams otherwise. part[c]: [n·8] scratch. Deterministic (fixed task → warp map, ordered partial sums), and
-// each column's arithmetic is the same whatever C is.
-template <int C>
-__device__ __forceinline__ void matvec_finish_cols(const RowSrc& src, const MatvecPlan& p, const WeightRegs& r,
-                                                   const float* const (&xs)[C], float* const (&part)[C],
-                                                   float* const (&res)[C]) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n = src.n, K = src.K, cpr = K >> 3;
-    const float4* xa[C];
-    const float4* xb[C];
-#pragma unroll
-    for (int c = 0; c < C; ++c) {
-        xa[c] = reinterpret_cast<const float4*>(xs[c]);
-        xb[c] = xa[c] + cpr;
-    }
-    const int s = p.s, tasks = n * s;
-    if (p.fast) {
-#pragma unroll
-        for (int i = 0; i < kMaxT; ++i) {
-            const int t = warp + i * kWarps;
-            if (t < tasks) {
-                const int row = t / s, seg = t - row * s;
-                const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
-                float acc[C] = {};
-#pragma unroll
-                for (int j = 0; j < kMaxL; ++j) {
-                    const int c = c0 + lane + 32 * j;
-                    if (c < c1) {
-#pragma unroll
-                        for (int q = 0; q < C; ++q) acc[q] = dot8(r.w[i][j], xa[q][c], xb[q][c], acc[q]);
-                    }
-                }
-#pragma unroll
-                for (int q = 0; q < C; ++q) {
-                    acc[q] = warp_sum(acc[q]);
-                    if (lane == 0) part[q][t] = acc[q];
-                }
-            }
-        }
-    } else {
-        for (int t = warp; t < tasks; t += kWarps) {
-            const int row = t / s, seg = t - row * s;
-            const int c0 = cpr * seg / s, c1 = cpr * (seg + 1) / s;
-            const uint4* w = reinterpret_cast<const uint4*>(src.row(row));
-            float acc[C] = {};
-            for (int cb = c0; cb < c1; cb += 32 * kUnroll) {
-                uint4 wv[kUnroll];
-#pragma unroll
-                for (int u = 0; u < kUnroll; ++u) {
-                    const int c = cb + u * 32 + lane;
-                    wv[u] = c < c1 ? ld_weight(w + c) : make_uint4(0, 0, 0, 0);
-                }
-#pragma unroll
-                for (int u = 0; u < kUnroll; ++u) {
-                    const int c = cb + u * 32 + lane;
-                    if (c < c1) {
-#pragma unroll
-                        for (int q = 0; q < C; ++q) acc[q] = dot8(wv[u], xa[q][c], xb[q][c], acc[q]);
-                    }
-                }
-            }
-#pragma unroll
-            for (int q = 0; q < C; ++q) {
-                acc[q] = warp_sum(acc[q]);
-                if (lane == 0) part[q][t] = acc[q];
-            }
-        }
-    }
-    __syncthreads();
-#pragma unroll
-    for (int q = 0; q < C; ++q) sum_segments(part[q], n, s, res[q]);
-}
-
-__device__ __forceinline__ void matvec_finish(const RowSrc& src, const MatvecPlan& p, const WeightRegs& r,
-                                              const float* xs, float* part, float* res) {
-    const float* const x[1] = {xs};
-    float* const pt[1] = {part};
-    float* const out[1] = {res};
-    matvec_finish_cols<1>(src, p, r, x, pt, out);
-}
-
 // This CTA's contiguous share [r0, r1) of R rows.
 __device__ __forceinline__ void cta_rows(int R, int cta, int n_cta, int& r0, int& r1) {
     r0 = int((long long)R * cta / n_cta);
     r1 = int((long long)R * (cta + 1) / n_cta);
 }
 
-// Asks the copy engine to pull [p, p + bytes) into L2 without waiting (sm_90; a no-op before Hopper).
-__device__ __forceinline__ void prefetch_l2(const void* p, size_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    constexpr size_t kPiece = 32768;
-    const char* c = static_cast<const char*>(p);
-    const size_t pieces = (bytes + kPiece - 1) / kPiece;
-    for (size_t i = threadIdx.x; i < pieces; i += blockDim.x) {
-        const size_t off = i * kPiece;
-        const uint32_t sz = uint32_t(min(kPiece, bytes - off)) & ~15u;
-        if (sz) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(c + off), "r"(sz) : "memory");
-    }
-#else
-    (void)p, (void)bytes;
-#endif
+// ---- tensor-core matvec over weight rows in shared memory ----
+// Rows sit at a stride of 2K + 64 bytes, so the 16-byte fragment loads of 8 rows × 4 lanes are conflict-free.
+QTTS_HD inline int ring_row_stride(int K) { return 2 * K + 64; }
+
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                               uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-__device__ __forceinline__ void prefetch_rows(const uint16_t* w, int R, int K, int cta, int n_cta) {
-    int r0, r1;
-    cta_rows(R, cta, n_cta, r0, r1);
-    if (r1 > r0) prefetch_l2(w + size_t(r0) * K, size_t(r1 - r0) * K * 2);
+
+// volatile: never moved above the mbarrier wait that makes the ring bytes valid.
+__device__ __forceinline__ uint4 ld_shared_v4(uint32_t addr) {
+    uint4 r;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "r"(addr));
+    return r;
+}
+
+// part[c][(row0 + r) * kWarps + warp] = warp's share of row r · x_c, for the `rows` rows at `base` (row stride
+// ring_row_stride(K)). K is split over the warps in 32-wide blocks; the A operand is 16 weight rows, the B
+// operand holds the 3 C split parts (columns 3c .. 3c+2). NT 16-row tiles (rows <= 48); kHalf: the last tile
+// has <= 8 rows (its upper 8 are not loaded). Row indices past `rows` are clamped (their results are discarded), so the
+// loads stay inside the chunk and need no branch (a guarded load serializes behind the previous MMA).
+template <int NT, bool kHalf, int C>
+__device__ __forceinline__ void mma_rows(const char* base, int rows, int K, const uint16_t* xsp, float* const (&part)[C],
+                                         int row0) {
+    static_assert(3 * C <= 8, "the B operand has 8 columns");
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int nb = K >> 5, b0 = nb * warp / kWarps, b1 = nb * (warp + 1) / kWarps, RS = ring_row_stride(K);
+    const uint32_t base_s = uint32_t(__cvta_generic_to_shared(base)) + 16 * t + 64 * b0;
+    uint32_t lo_a[NT], hi_a[NT];  // 32-bit shared addresses keep the register count down
+#pragma unroll
+    for (int i = 0; i < NT; ++i) {
+        lo_a[i] = base_s + min(16 * i + g, rows - 1) * RS;
+        hi_a[i] = base_s + min(16 * i + 8 + g, rows - 1) * RS;
+    }
+    const bool xlane = g < 3 * C;
+    uint32_t x_a = uint32_t(__cvta_generic_to_shared(xsp + (xlane ? g : 0) * K + 8 * t + 32 * b0));
+    float d[NT][4];
+#pragma unroll
+    for (int i = 0; i < NT; ++i) d[i][0] = d[i][1] = d[i][2] = d[i][3] = 0.0f;
+    for (int b = b0; b < b1; ++b, x_a += 64) {
+        uint4 xb = ld_shared_v4(x_a);
+        if (!xlane) xb = make_uint4(0, 0, 0, 0);
+        const uint32_t off = 64 * (b - b0);
+        uint4 lo[NT], hi[NT];
+#pragma unroll
+        for (int i = 0; i < NT; ++i) {
+            lo[i] = ld_shared_v4(lo_a[i] + off);
+            hi[i] = (kHalf && i == NT - 1) ? make_uint4(0, 0, 0, 0) : ld_shared_v4(hi_a[i] + off);
+        }
+        // Lane (g, t) holds k = 32b + 8t .. +7 of rows g and g + 8: the first MMA takes k + 0..3, the second
+        // k + 4..7 (the same k order in A and B, so the product is the plain dot product).
+#pragma unroll
+        for (int i = 0; i < NT; ++i) {
+            mma_bf16_16816(d[i], lo[i].x, hi[i].x, lo[i].y, hi[i].y, xb.x, xb.y);
+            mma_bf16_16816(d[i], lo[i].z, hi[i].z, lo[i].w, hi[i].w, xb.z, xb.w);
+        }
+    }
+    // d[i] = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]; column c of x sums D columns 3c, 3c+1, 3c+2.
+#pragma unroll
+    for (int i = 0; i < NT; ++i) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const float e0 = d[i][2 * h], e1 = d[i][2 * h + 1];
+            const float n1e0 = __shfl_down_sync(kFull, e0, 1), n1e1 = __shfl_down_sync(kFull, e1, 1);
+            const float n2e0 = __shfl_down_sync(kFull, e0, 2), n2e1 = __shfl_down_sync(kFull, e1, 2);
+            const int r = 16 * i + 8 * h + g;
+            if (t == 0 && r < rows) {
+                part[0][(row0 + r) * kWarps + warp] = (e0 + e1) + n1e0;
+                if constexpr (C == 2) part[1][(row0 + r) * kWarps + warp] = (n1e1 + n2e0) + n2e1;
+            }
+        }
+    }
+}
+
+template <int C>
+__device__ __forceinline__ void mma_chunk(const char* base, int rows, int K, const uint16_t* xsp,
+                                          float* const (&part)[C], int row0) {
+    const int nt = (rows + 15) >> 4;
+    const bool half = rows - 16 * (nt - 1) <= 8;
+    switch (2 * nt + half) {
+        case 2: mma_rows<1, false, C>(base, rows, K, xsp, part, row0); break;
+        case 3: mma_rows<1, true, C>(base, rows, K, xsp, part, row0); break;
+        case 4: mma_rows<2, false, C>(base, rows, K, xsp, part, row0); break;
+        case 5: mma_rows<2, true, C>(base, rows, K, xsp, part, row0); break;
+        case 6: mma_rows<3, false, C>(base, rows, K, xsp, part, row0); break;
+        default: mma_rows<3, true, C>(base, rows, K, xsp, part, row0); break;
+    }
 }
 
 // Per-lane operands of one head's RMSNorm + RoPE (norm weights, cos/sin of the position), loaded early.
@@ -430,8 +356,8 @@ __device__ __forceinline__ void attend_block(const float* q, int hd, float scale
         const int d = lane + 32 * i;
         if (d < hd) wb[2 + d] = acc[i];
     }
-    __syncthreads();
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    work_sync();
+    for (int d = threadIdx.x; d < hd; d += work_threads()) {
         float M = -INFINITY;
         for (int w = 0; w < kWarps; ++w) M = fmaxf(M, wbuf[w * (2 + hd)]);
         float L = 0.0f, a = 0.0f;
@@ -448,7 +374,7 @@ __device__ __forceinline__ void attend_block(const float* q, int hd, float scale
             __stcg(gout + 2 + d, a);
         }
     }
-    __syncthreads();
+    work_sync();
 }
 
 }  // namespace qtts::cuda::dev

@@ -16,7 +16,12 @@ namespace qtts::cuda {
 #define QTTS_HD
 #endif
 
-constexpr int kMegaThreads = 512;  // threads per CTA of the persistent kernels (16 warps)
+// The persistent kernels run 16 warps per CTA (4 per scheduler, so each may use 128 registers): 15 do the
+// work (kMegaThreads, also the block size of the prefill kernels that share their helpers) and one streams
+// the weights into shared memory.
+constexpr int kCtaThreads = 512;
+constexpr int kMegaThreads = kCtaThreads - 32;
+constexpr int kMaxNormPerThread = 5;  // RMSNorm keeps n_embd <= kMaxNormPerThread * kMegaThreads values in registers
 constexpr int kMaxChunks = 8;      // attention chunks per head in a decode step
 constexpr int kMaxLayers = 32;     // per-layer pointers travel in the kernel parameters (constant bank)
 constexpr int kMaxHeadDim = 128;   // attention keeps head_dim / 32 values per lane in registers
@@ -78,7 +83,8 @@ struct MegaLaunch {
     int n_cta = 0;           // co-resident CTAs (cooperative launch)
     size_t smem = 0;         // dynamic shared memory per CTA
     int max_chunks = 8;      // attention split of one head over the context (partials buffer stride)
-    int l2_prefetch = 0;     // bulk L2 prefetch of weights one phase ahead of the register preloads (sm_90)
+    int ring_bytes = 0;      // the weight ring: the shared memory left after the other regions
+    int cp_async = 0;        // 1: the producer copies with 16-byte cp.async instead of bulk copies (tests)
 };
 
 struct TalkerStepArgs {

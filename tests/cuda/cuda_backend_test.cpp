@@ -107,6 +107,42 @@ TEST_CASE("CudaTalker: prefill restarts the sequence") {
     }
 }
 
+// The weight ring's copy method and its size change where rows land, never the arithmetic: the pre-Hopper
+// cp.async path and a 4 KB ring (every phase cut into several chunks, the ring wrapping many times per launch)
+// must give the default ring's bits.
+TEST_CASE("the weight ring: cp.async copies and a small ring give the bulk-copy ring's bits") {
+    const auto model = tiny(Device::cpu);
+    const auto& c = model->config();
+    const int64_t E = c.talker.stack.n_embd, G = c.talker.num_code_groups;
+    const std::vector<cuda::CudaOptions> variants = {{}, {.ring_cp_async = true}, {.test_ring_bytes = 4096},
+                                                     {.ring_cp_async = true, .test_ring_bytes = 4096}};
+    std::vector<std::vector<float>> logits;
+    std::vector<std::vector<int32_t>> codes;
+    for (const auto& opt : variants) {
+        Backends b = cuda::make_backends(c, model->weights(), opt);
+        std::mt19937 gen(11);
+        const auto embeds = random_vec(gen, size_t(9 * E), 0.5f);
+        b.talker->prefill(embeds, 9);
+        std::vector<float> all;
+        for (int s = 0; s < 4; ++s) {
+            b.talker->step(random_vec(gen, size_t(E), 0.5f));
+            all.insert(all.end(), b.talker->logits().begin(), b.talker->logits().end());
+            all.insert(all.end(), b.talker->hidden().begin(), b.talker->hidden().end());
+        }
+        logits.push_back(all);
+        std::vector<int32_t> frame(static_cast<size_t>(G));
+        frame[0] = 17;
+        b.predictor->predict(b.talker->hidden(), frame, {.do_sample = true, .temperature = 0.9f, .top_k = 50},
+                             CounterRng(3), 0);
+        codes.push_back(frame);
+    }
+    for (size_t v = 1; v < variants.size(); ++v) {
+        CAPTURE(v);
+        CHECK(logits[v] == logits[0]);
+        CHECK(codes[v] == codes[0]);
+    }
+}
+
 TEST_CASE("CudaPredictor matches CpuPredictor") {
     const auto model = tiny(Device::cpu);
     const auto& c = model->config();

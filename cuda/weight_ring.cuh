@@ -1,0 +1,210 @@
+// Weight ring of the persistent decode kernels. One producer warp per CTA copies every weight row the CTA
+// will use during the launch, in order, into a byte ring in shared memory: TMA bulk copies on sm_90+
+// (cp.async 16-byte copies before that, or when forced for testing). Weights never depend on activations, so
+// the producer runs ahead through grid barriers, attention and sampling, bounded only by ring space; the
+// consumer warps wait for a chunk's mbarrier, multiply with tensor cores (mma_chunk) and release the space.
+//
+// A phase's rows are cut into chunks of at most ring_chunk_rows rows; chunk i of the launch uses slot
+// i % kRingSlots (full / empty mbarriers) and sits at byte offset `head` of the ring, or at 0 when it would
+// run past the end. That offset depends only on the sequence of chunk sizes, so producer and consumers compute
+// it independently. Include only from .cu files.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/stack_device.cuh"
+
+namespace qtts::cuda::dev {
+
+constexpr int kRingSlots = 8;                    // chunks in flight at most
+constexpr int kMaxChunkRows = 48;                // mma_chunk handles up to 3 tiles of 16 rows
+
+struct RingShared {
+    unsigned long long full[kRingSlots];   // producer lanes arrive (32); bytes complete the transaction
+    unsigned long long empty[kRingSlots];  // consumer warps arrive (kWarps) after their MMAs
+    int off[kRingSlots], size[kRingSlots]; // producer-only bookkeeping of the chunks in flight
+};
+
+// Rows per chunk of an n × K phase: a chunk takes at most 3/5 of the ring (so the next one can be in flight),
+// at most kMaxChunkRows, and the phase's chunks are balanced. (Smaller chunks and a cap on the copies in
+// flight were measured: no faster, see cuda/NOTES.md.)
+QTTS_HD inline int ring_chunk_rows(int n, int K, int ring_bytes) {
+    int cap = ring_bytes * 3 / 5 / ring_row_stride(K);
+    cap = cap < 1 ? 1 : cap > kMaxChunkRows ? kMaxChunkRows : cap;
+    if (n <= 0) return 1;
+    const int chunks = (n + cap - 1) / cap;
+    return (n + chunks - 1) / chunks;
+}
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ bool mbar_done(uint32_t bar, uint32_t parity) {
+    uint32_t done;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+#else
+    asm volatile("{ .reg .pred p; mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+#endif
+    return done != 0;
+}
+
+// Waits for phase `parity` of the mbarrier; gives up (false) once *error is set (another CTA's watchdog).
+__device__ __forceinline__ bool mbar_wait(uint32_t bar, uint32_t parity, const int* error) {
+    for (unsigned spin = 1;; ++spin) {
+        if (mbar_done(bar, parity)) return true;
+        if ((spin & 1023u) == 0 && *(volatile const int*)error) return false;
+    }
+}
+
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("{ .reg .b64 state; mbarrier.arrive.shared::cta.b64 state, [%0]; }" ::"r"(bar) : "memory");
+}
+
+// Thread 0, before the block-wide __syncthreads that precedes the producer / consumer split.
+__device__ __forceinline__ void ring_init(RingShared* rs) {
+    for (int i = 0; i < kRingSlots; ++i) {
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(rs->full + i)), "r"(32) : "memory");
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(rs->empty + i)), "r"(kWarps) : "memory");
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+
+// Where chunk of `bytes` goes, given the end of the previous one (same rule on both sides).
+__device__ __forceinline__ int ring_place(int head, int bytes, int ring_bytes) {
+    return head + bytes <= ring_bytes ? head : 0;
+}
+
+// The producer warp: streams phases 0 .. n_phases-1 (phase_at(w) gives this CTA's rows of phase w) into the
+// ring. cp_async: 16-byte cp.async copies instead of bulk copies (always so before sm_90).
+template <class PhaseAt>
+__device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int n_phases, PhaseAt phase_at,
+                             const int* error, int cp_async) {
+    const int lane = threadIdx.x & 31;
+#if !(defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
+    cp_async = 1;
+#endif
+    int head = 0, item = 0, oldest = 0;
+    bool ok = true;
+    for (int w = 0; w < n_phases && ok; ++w) {
+        const RowSrc src = phase_at(w);
+        const int RS = ring_row_stride(src.K), per = ring_chunk_rows(src.n, src.K, ring_bytes);
+        for (int r0 = 0; r0 < src.n && ok; r0 += per, ++item) {
+            const int rows = min(per, src.n - r0), bytes = rows * RS, slot = item % kRingSlots;
+            const int at = ring_place(head, bytes, ring_bytes);
+            // Wait until no chunk in flight overlaps [at, at + bytes) and a slot is free (FIFO release).
+            for (;;) {
+                bool clash = item - oldest == kRingSlots;
+                for (int i = oldest; i < item && !clash; ++i) {
+                    const int s = i % kRingSlots;
+                    clash = at < rs->off[s] + rs->size[s] && rs->off[s] < at + bytes;
+                }
+                if (!clash) break;
+                if (!mbar_wait(smem_u32(rs->empty + oldest % kRingSlots), uint32_t(oldest / kRingSlots) & 1u,
+                               error)) {
+                    ok = false;
+                    break;
+                }
+                ++oldest;
+            }
+            if (!ok) break;
+            __syncwarp();
+            if (lane == 0) rs->off[slot] = at, rs->size[slot] = bytes;
+            head = at + bytes;
+            const uint32_t bar = smem_u32(rs->full + slot);
+            char* dst = ring + at;
+            const int row_bytes = 2 * src.K;
+            if (!cp_async) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+                if (lane == 0)
+                    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar),
+                                 "r"(rows * row_bytes)
+                                 : "memory");
+                __syncwarp();
+                for (int i = lane; i < rows; i += 32)
+                    asm volatile(
+                        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                            smem_u32(dst + i * RS)),
+                        "l"(src.row(r0 + i)), "r"(row_bytes), "r"(bar)
+                        : "memory");
+                if (lane != 0) mbar_arrive(bar);
+#endif
+            } else {
+                const int per_row = src.K >> 3;
+                for (int p = lane; p < rows * per_row; p += 32) {
+                    const int i = p / per_row, c = p - i * per_row;
+                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(dst + i * RS + 16 * c)),
+                                 "l"(src.row(r0 + i) + 8 * c)
+                                 : "memory");
+                }
+                asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
+            }
+        }
+    }
+    if (!ok) {
+        // Failed launch: let the copies already issued land before this CTA's shared memory goes away.
+        for (int i = oldest; i < item; ++i)
+            for (int spin = 0; spin < (1 << 22); ++spin)
+                if (mbar_done(smem_u32(rs->full + i % kRingSlots), uint32_t(i / kRingSlots) & 1u)) break;
+    }
+}
+
+// The consumers' side: chunks are taken in the producer's order.
+struct RingReader {
+    RingShared* rs = nullptr;
+    const char* ring = nullptr;
+    int ring_bytes = 0;
+    const int* error = nullptr;
+    int item = 0, head = 0;
+    unsigned long long* prof = nullptr;  // profiling (CTA 0): [0] ns waiting for chunks, [1] ns in the MMAs
+
+    // res[c][i] = row(i) · x_c for this CTA's rows of the current phase (src.n rows of src.K), x_c split in
+    // xsp (column c at xsp + 3cK). part[c]: [src.n · kWarps] scratch. Ends with a block sync.
+    template <int C>
+    __device__ void matvec(const RowSrc& src, const uint16_t* xsp, float* const (&part)[C],
+                           float* const (&res)[C]) {
+        const int RS = ring_row_stride(src.K), per = ring_chunk_rows(src.n, src.K, ring_bytes);
+        for (int r0 = 0; r0 < src.n; r0 += per, ++item) {
+            const int rows = min(per, src.n - r0), slot = item % kRingSlots;
+            const int at = ring_place(head, rows * RS, ring_bytes);
+            head = at + rows * RS;
+            unsigned long long t0 = 0, t1 = 0;
+            if (prof && threadIdx.x == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+            if (!mbar_wait(smem_u32(rs->full + slot), uint32_t(item / kRingSlots) & 1u, error)) continue;
+            if (prof && threadIdx.x == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t1));
+            mma_chunk<C>(ring + at, rows, src.K, xsp, part, r0);
+            if (prof && threadIdx.x == 0) {
+                unsigned long long t2;
+                asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t2));
+                prof[0] += t1 - t0;
+                prof[1] += t2 - t1;
+            }
+            __syncwarp();
+            if ((threadIdx.x & 31) == 0) mbar_arrive(smem_u32(rs->empty + slot));
+        }
+        work_sync();
+#pragma unroll
+        for (int c = 0; c < C; ++c)
+            for (int i = threadIdx.x; i < src.n; i += kMegaThreads) {
+                float v = 0.0f;
+#pragma unroll
+                for (int w = 0; w < kWarps; ++w) v += part[c][i * kWarps + w];
+                res[c][i] = v;
+            }
+        work_sync();
+    }
+    __device__ void matvec1(const RowSrc& src, const uint16_t* xsp, float* part, float* res) {
+        float* const pt[1] = {part};
+        float* const out[1] = {res};
+        matvec<1>(src, xsp, pt, out);
+    }
+};
+
+}  // namespace qtts::cuda::dev
