@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
     if (variants) {
         configs.push_back({"traced", {.trace = true}});
         configs.push_back({"cp.async ring", {.ring_cp_async = true}});
+        configs.push_back({"unpaced ring", {.ring_pace_kb = 0}});
     }
 
     std::vector<float> embeds(size_t(std::max(context, prefill_len)) * 1024);

@@ -331,6 +331,7 @@ public:
         grid_ = plan_talker_launch(st, vocab_, o.max_chunks);
         grid_.cp_async = o.ring_cp_async ? 1 : 0;
         if (o.test_ring_bytes > 0) grid_.ring_bytes = std::min(grid_.ring_bytes, o.test_ring_bytes & ~127);
+        grid_.pace_bytes = o.ring_pace_kb * 1024;
         trace_.init(o.trace, grid_.n_cta);
         for (int l = 0; l < st.n_layer; ++l)
             for (int k = 0; k < 5; ++k) trace_cls_.push_back(k);
@@ -500,6 +501,7 @@ public:
         grid_ = plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks);
         grid_.cp_async = o.ring_cp_async ? 1 : 0;
         if (o.test_ring_bytes > 0) grid_.ring_bytes = std::min(grid_.ring_bytes, o.test_ring_bytes & ~127);
+        grid_.pace_bytes = o.ring_pace_kb * 1024;
         trace_.init(o.trace, grid_.n_cta);
         for (int t = 1; t < G_; ++t) {  // pass 1 runs positions 0 and 1 together
             if (p.mtp_w) trace_cls_.push_back(6);

@@ -20,6 +20,8 @@ struct CudaOptions {
     unsigned backoff_ns = 0;    // sleep between polls of a grid barrier (0: spin)
     bool trace = false;         // record per-CTA barrier arrival/departure times (CudaTimed::trace_report)
     int test_stall_cta = -1;    // tests only: this CTA never arrives at a grid barrier (proves the watchdog)
+    int ring_pace_kb = 8;       // weight ring: bulk copies in batches of this many KB, two in flight (0: whole
+                                // chunks at once; 6-16 KB measured within 3 % of each other, see cuda/NOTES.md)
     int test_ring_bytes = 0;    // tests only: a smaller weight ring (phases cut into more chunks, more wrap-arounds)
 };
 

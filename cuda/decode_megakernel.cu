@@ -598,7 +598,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
     if (threadIdx.x >= kMegaThreads) {
         ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, kLayerPhases * st.n_layer + 1,
-                     [&](int w) { return talker_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async);
+                     [&](int w) { return talker_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async, cfg.pace_bytes);
         return;
     }
     Grid g = make_grid(a.sync, &fail_flag);
@@ -867,7 +867,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     if (threadIdx.x >= kMegaThreads) {
         const int per_pass = kLayerPhases * st.n_layer + 1 + (a.mtp_w ? 1 : 0);
         ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, (G - 1) * per_pass,
-                     [&](int w) { return predictor_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async);
+                     [&](int w) { return predictor_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async, cfg.pace_bytes);
         return;
     }
     const Smem& sm = wk.sm;

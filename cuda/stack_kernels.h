@@ -85,6 +85,7 @@ struct MegaLaunch {
     int max_chunks = 8;      // attention split of one head over the context (partials buffer stride)
     int ring_bytes = 0;      // the weight ring: the shared memory left after the other regions
     int cp_async = 0;        // 1: the producer copies with 16-byte cp.async instead of bulk copies (tests)
+    int pace_bytes = 0;      // > 0: bulk copies in batches of about this many bytes, two in flight
 };
 
 struct TalkerStepArgs {

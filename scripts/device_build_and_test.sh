@@ -7,7 +7,7 @@
 #        TARGETS (default: qtts_cuda_tests bench_cuda_backend; add qtts for the CLI),
 #        SOAK=N (also build qtts_soak and synthesize N utterances on random 0.6B weights),
 #        SANITIZE=1 (compute-sanitizer memcheck, racecheck and synccheck on qtts_cuda_tests; SANITIZE_ARGS:
-#        doctest filters, e.g. -tce='*full-size*'), E2E=1 (qtts bench, random 0.6B, vocoder chunks 1 and 4)
+#        doctest filters, e.g. -tce='*full-size*'), E2E=1 (qtts bench, random 0.6B, vocoder chunks 1, 4 and the 1-8 ramp)
 # From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -74,8 +74,9 @@ if [ "${SANITIZE:-0}" = 1 ]; then
 fi
 if [ "${E2E:-0}" = 1 ]; then
   cmake --build "$build" -j "${JOBS:-$(nproc)}" --target qtts >>"$out/build.log" 2>&1 || log "qtts build FAILED"
-  for chunk in 1 4; do
-    timeout 200 "$build/qtts" --device cuda bench --random-weights --frames 100 --reps 5 --vocoder-chunk "$chunk" \
+  for chunk in 1 4 ramp8; do  # ramp8: calls of 1, 2, 4, 8 frames, as qtts speak streams
+    args=(--vocoder-chunk "${chunk#ramp}"); [ "${chunk#ramp}" != "$chunk" ] && args+=(--vocoder-ramp)
+    timeout 200 "$build/qtts" --device cuda bench --random-weights --frames 100 --reps 5 "${args[@]}" \
       --json "$out/e2e_chunk$chunk.json" 2>&1 | tee "$out/e2e_chunk$chunk.log"
   done
 fi
