@@ -120,8 +120,9 @@ __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int n_p
                 ++oldest;
             }
             if (!ok) break;
-            __syncwarp();
+            __syncwarp();  // every lane has read off / size before lane 0 rewrites them (and after, below)
             if (lane == 0) rs->off[slot] = at, rs->size[slot] = bytes;
+            __syncwarp();
             head = at + bytes;
             const uint32_t bar = smem_u32(rs->full + slot);
             char* dst = ring + at;
