@@ -86,6 +86,24 @@ __device__ __forceinline__ int ring_place(int head, int bytes, int ring_bytes) {
     return head + bytes <= ring_bytes ? head : 0;
 }
 
+// One producer warp: rows [r0, r0 + n) of src into dst (row stride RS), one TMA bulk copy per row; lane 0
+// arrives on `bar` expecting all their bytes (sm_90+).
+__device__ __forceinline__ void bulk_copy_rows(char* dst, int RS, const RowSrc& src, int r0, int n, uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const int lane = threadIdx.x & 31, row_bytes = 2 * src.K;
+    if (lane == 0)
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(n * row_bytes) : "memory");
+    __syncwarp();
+    for (int i = lane; i < n; i += 32)
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                         smem_u32(dst + i * RS)),
+                     "l"(src.row(r0 + i)), "r"(row_bytes), "r"(bar)
+                     : "memory");
+#else
+    (void)dst, (void)RS, (void)src, (void)r0, (void)n, (void)bar;
+#endif
+}
+
 // The producer warp: streams phases 0 .. n_phases-1 (phase_at(w) gives this CTA's rows of phase w) into the
 // ring. cp_async: 16-byte cp.async copies instead of bulk copies (always so before sm_90).
 template <class PhaseAt>
@@ -126,50 +144,25 @@ __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int n_p
             head = at + bytes;
             const uint32_t bar = smem_u32(rs->full + slot);
             char* dst = ring + at;
-            const int row_bytes = 2 * src.K;
-            if (!cp_async && pace_bytes > 0) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+            if (!cp_async && pace_bytes > 0) {  // (bulk copies: sm_90+ only; cp_async is forced before that)
                 // Paced: batches of ~pace_bytes, two in flight. Whole-chunk copies from every SM at once (up to
                 // 13 MB, issued as the consumers head for a grid barrier) queue ahead of the barrier's atomics and
                 // polls and of the next activation loads: barrier release took 2.5-4 us instead of ~1.2-1.8
                 // (H100: talker step 1.01 -> 0.90 ms). The chunk is released once all of it has landed.
-                const int per_batch = max(1, pace_bytes / row_bytes);
+                const int per_batch = max(1, pace_bytes / (2 * src.K));
                 for (int b0 = 0; b0 < rows && ok; b0 += per_batch, ++batch) {
                     const int nb = min(per_batch, rows - b0);
                     const uint32_t pb = smem_u32(rs->pace + batch % pace_depth);
                     if (batch >= pace_depth) ok = mbar_wait(pb, uint32_t(batch / pace_depth - 1) & 1u, error);
-                    if (lane == 0)
-                        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(pb),
-                                     "r"(nb * row_bytes)
-                                     : "memory");
-                    __syncwarp();
-                    for (int i = lane; i < nb; i += 32)
-                        asm volatile(
-                            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                                smem_u32(dst + (b0 + i) * RS)),
-                            "l"(src.row(r0 + b0 + i)), "r"(row_bytes), "r"(pb)
-                            : "memory");
+                    bulk_copy_rows(dst + b0 * RS, RS, src, r0 + b0, nb, pb);
                 }
                 for (int k = max(0, batch - pace_depth); k < batch && ok; ++k)
                     ok = mbar_wait(smem_u32(rs->pace + k % pace_depth), uint32_t(k / pace_depth) & 1u, error);
                 __syncwarp();
                 mbar_arrive(bar);
-#endif
             } else if (!cp_async) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-                if (lane == 0)
-                    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar),
-                                 "r"(rows * row_bytes)
-                                 : "memory");
-                __syncwarp();
-                for (int i = lane; i < rows; i += 32)
-                    asm volatile(
-                        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                            smem_u32(dst + i * RS)),
-                        "l"(src.row(r0 + i)), "r"(row_bytes), "r"(bar)
-                        : "memory");
+                bulk_copy_rows(dst, RS, src, r0, rows, bar);
                 if (lane != 0) mbar_arrive(bar);
-#endif
             } else {
                 const int per_row = src.K >> 3;
                 for (int p = lane; p < rows * per_row; p += 32) {
