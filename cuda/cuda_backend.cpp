@@ -203,6 +203,14 @@ private:
                    "another program may be using the GPU's SMs; rerun, or use --device cpu");
 }
 
+// The weight-ring settings of CudaOptions applied to a planned launch (copy method, pacing, test ring size).
+MegaLaunch with_ring_options(MegaLaunch m, const CudaOptions& o) {
+    m.cp_async = o.ring_cp_async ? 1 : 0;
+    m.pace_bytes = o.ring_pace_kb * 1024;
+    if (o.test_ring_bytes > 0) m.ring_bytes = std::min(m.ring_bytes, o.test_ring_bytes & ~127);
+    return m;
+}
+
 // Barrier trace of one persistent launch: [n_cta][cap][2] ns (slot 0: start; b >= 1: arrive, depart).
 class PhaseTrace {
 public:
@@ -261,16 +269,6 @@ public:
         if (at(0, kCap - 41, 1) > 0)
             report_ += fmt::format("ring (CTA 0, warp 0): {:.1f} us waiting for weight chunks, {:.1f} us in MMAs\n",
                                    at(0, kCap - 41, 0) / 1e3, at(0, kCap - 41, 1) / 1e3);
-        if (at(0, kCap - 40, 0) > 0) {
-            const char* kinds[5] = {"qkv", "o-proj", "gate/up", "down", "head"};
-            report_ += "weight phase steps (last of each kind, CTA 0, us: prep, wait, matvec, release, epilogue):\n";
-            for (int k = 0; k < 5; ++k) {
-                report_ += fmt::format("  {:<8}", kinds[k]);
-                for (int j = 1; j < 6; ++j)
-                    report_ += fmt::format(" {:6.2f}", (at(0, kCap - 40 + 6 * k + j, 0) - at(0, kCap - 40 + 6 * k + j - 1, 0)) / 1e3);
-                report_ += "\n";
-            }
-        }
         if (at(0, kCap - 8, 0) > 0) {
             report_ += "sampler steps (last codebook, CTA 0, us):";
             for (int k = 1; k < 8; ++k)
@@ -328,10 +326,7 @@ public:
         hidden_ = PinnedBuffer<float>(size_t(E_));
         logits_ = PinnedBuffer<float>(size_t(vocab_));
         err_ = PinnedBuffer<int>(1);
-        grid_ = plan_talker_launch(st, vocab_, o.max_chunks);
-        grid_.cp_async = o.ring_cp_async ? 1 : 0;
-        if (o.test_ring_bytes > 0) grid_.ring_bytes = std::min(grid_.ring_bytes, o.test_ring_bytes & ~127);
-        grid_.pace_bytes = o.ring_pace_kb * 1024;
+        grid_ = with_ring_options(plan_talker_launch(st, vocab_, o.max_chunks), o);
         trace_.init(o.trace, grid_.n_cta);
         for (int l = 0; l < st.n_layer; ++l)
             for (int k = 0; k < 5; ++k) trace_cls_.push_back(k);
@@ -498,10 +493,7 @@ public:
         codes_d_ = DeviceBuffer<int>(size_t(G_));
         in_ = PinnedBuffer<float>(size_t(in_dim_));
         out_ = PinnedBuffer<int>(size_t(G_) + 1);
-        grid_ = plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks);
-        grid_.cp_async = o.ring_cp_async ? 1 : 0;
-        if (o.test_ring_bytes > 0) grid_.ring_bytes = std::min(grid_.ring_bytes, o.test_ring_bytes & ~127);
-        grid_.pace_bytes = o.ring_pace_kb * 1024;
+        grid_ = with_ring_options(plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks), o);
         trace_.init(o.trace, grid_.n_cta);
         for (int t = 1; t < G_; ++t) {  // pass 1 runs positions 0 and 1 together
             if (p.mtp_w) trace_cls_.push_back(6);

@@ -23,7 +23,7 @@ using namespace dev;
 // the same time (sampling runs between the head's matvec and the next pass's first phase): they share a region.
 struct SmemPlan {
     int xs, part, res, red, ired, att_q, att_k, att_v, att_w, cw, lg, cidx, cval, cp, sorted, codes, ring_state;
-    int cols, ring;  // ring: offset of the weight ring (its size is the rest of the CTA's shared memory)
+    int ring;  // offset of the weight ring (its size is the rest of the CTA's shared memory)
 };
 
 QTTS_HD inline int align16(int x) { return (x + 15) & ~15; }
@@ -31,7 +31,6 @@ QTTS_HD inline int align16(int x) { return (x + 15) & ~15; }
 QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int vocab_sample, int n_groups,
                                        int cols = 1) {
     SmemPlan p{};
-    p.cols = cols;
     int o = 0;
     const auto take = [&](int bytes) {
         const int at = o;
@@ -84,11 +83,6 @@ __device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
     unsigned v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
     return v;
-}
-__device__ __forceinline__ unsigned long long global_ns() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
 }
 
 struct Grid {
@@ -582,7 +576,10 @@ __device__ Work start_work(char* smem_raw, const SmemPlan& plan, int rows_max, c
     wk.cta = blockIdx.x;
     wk.n_cta = gridDim.x;
     if (threadIdx.x == 0) ring_init(wk.sm.ring_state);
-    if (prof && blockIdx.x == 0) wk.rr.prof = prof, prof[0] = prof[1] = 0;
+    if (prof && blockIdx.x == 0) {
+        wk.rr.prof = prof;
+        if (threadIdx.x == 0) prof[0] = prof[1] = 0;
+    }
     __syncthreads();
     return wk;
 }
@@ -842,11 +839,15 @@ __device__ void phase_project2(const PredictorFrameArgs& a, VecIn x0, VecIn x1, 
     }
 }
 
+__device__ __forceinline__ int predictor_phases_per_pass(const PredictorFrameArgs& a) {
+    return kLayerPhases * a.stack.n_layer + 1 + (a.mtp_w ? 1 : 0);
+}
+
 // The predictor's weight phases in launch order: for each pass t = 1 .. G-1, [the mtp projection], the
 // layers, then lm_head[t - 1].
 __device__ Rows predictor_rows(const PredictorFrameArgs& a, int w, int cta, int n_cta) {
     const StackDev& st = a.stack;
-    const int mtp = a.mtp_w ? 1 : 0, per_pass = kLayerPhases * st.n_layer + 1 + mtp;
+    const int mtp = a.mtp_w ? 1 : 0, per_pass = predictor_phases_per_pass(a);
     const int t = w / per_pass + 1, r = w % per_pass - mtp;
     if (r < 0) return matrix_rows(a.mtp_w, st.n_embd, a.in_dim, cta, n_cta);
     if (r == kLayerPhases * st.n_layer)
@@ -865,8 +866,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max, st.head_dim, V, G, 2);
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
     if (threadIdx.x >= kMegaThreads) {
-        const int per_pass = kLayerPhases * st.n_layer + 1 + (a.mtp_w ? 1 : 0);
-        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, (G - 1) * per_pass,
+        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, (G - 1) * predictor_phases_per_pass(a),
                      [&](int w) { return predictor_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async, cfg.pace_bytes);
         return;
     }

@@ -42,6 +42,12 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 // Threads that run the block-wide helpers: the whole block, except the weight-producer warp of the persistent
 // kernels (threads kMegaThreads and up), which never takes part. Their block sync is named barrier 1.
 __device__ __forceinline__ int work_threads() { return blockDim.x > kMegaThreads ? kMegaThreads : blockDim.x; }

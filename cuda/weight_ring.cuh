@@ -202,16 +202,14 @@ struct RingReader {
             const int rows = min(per, src.n - r0), slot = item % kRingSlots;
             const int at = ring_place(head, rows * RS, ring_bytes);
             head = at + rows * RS;
-            unsigned long long t0 = 0, t1 = 0;
-            if (prof && threadIdx.x == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+            const bool timed = prof && threadIdx.x == 0;
+            const unsigned long long t0 = timed ? global_ns() : 0;
             if (!mbar_wait(smem_u32(rs->full + slot), uint32_t(item / kRingSlots) & 1u, error)) continue;
-            if (prof && threadIdx.x == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t1));
+            const unsigned long long t1 = timed ? global_ns() : 0;
             mma_chunk<C>(ring + at, rows, src.K, xsp, part, r0);
-            if (prof && threadIdx.x == 0) {
-                unsigned long long t2;
-                asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t2));
+            if (timed) {
                 prof[0] += t1 - t0;
-                prof[1] += t2 - t1;
+                prof[1] += global_ns() - t1;
             }
             __syncwarp();
             if ((threadIdx.x & 31) == 0) mbar_arrive(smem_u32(rs->empty + slot));
