@@ -1,5 +1,5 @@
 // CudaTalker and CudaPredictor: own the device copies of the weights (bf16, uploaded once), the KV caches,
-// scratch and grid-barrier words of one instance, and drive the kernels of decode_megakernel.cu and
+// scratch and phase-ordering words of one instance, and drive the kernels of decode_megakernel.cu and
 // prefill_kernels.cu. Host code (compiled as C++20); persistent launches are serialized process-wide so
 // that two instances never spin on the GPU at the same time.
 #include "cuda/cuda_backend.h"
@@ -175,7 +175,7 @@ private:
     double theta_ = 1e6;
 };
 
-// Grid-barrier words of one instance, zeroed once at creation and never again.
+// Phase-ordering words of one instance (barrier counter, epoch, error), zeroed once at creation and never again.
 class SyncWords {
 public:
     SyncWords(double timeout_s, unsigned backoff_ns, int stall_cta) : words_(2), error_(1) {
@@ -197,14 +197,15 @@ private:
 };
 
 [[noreturn]] void throw_watchdog(const char* what) {
-    throw GpuError(fmt::format("the {} megakernel stopped at a grid barrier (watchdog timeout); the GPU backend "
+    throw GpuError(fmt::format("the {} megakernel stopped waiting for another CTA (watchdog timeout); the GPU backend "
                                "cannot continue",
                                what),
                    "another program may be using the GPU's SMs; rerun, or use --device cpu");
 }
 
-// The weight-ring settings of CudaOptions applied to a planned launch (copy method, pacing, test ring size).
-MegaLaunch with_ring_options(MegaLaunch m, const CudaOptions& o) {
+// The settings of CudaOptions applied to a planned launch (ring copy method, pacing, test ring size, barriers).
+MegaLaunch with_launch_options(MegaLaunch m, const CudaOptions& o) {
+    m.barriers = o.grid_barriers ? 1 : 0;
     m.cp_async = o.ring_cp_async ? 1 : 0;
     m.pace_bytes = o.ring_pace_kb * 1024;
     if (o.test_ring_bytes > 0) m.ring_bytes = std::min(m.ring_bytes, o.test_ring_bytes & ~127);
@@ -224,7 +225,8 @@ public:
         s.trace = buf_.get();
         s.trace_cap = buf_.get() ? kCap : 0;
     }
-    // Reads the last launch back; cls[b - 1] is the phase kind that ends at barrier b.
+    // Reads the last launch back; cls[b - 1] is the kind of the b-th phase. Per phase: work = its end minus the
+    // CTA's previous departure; handoff = the last CTA to have its next inputs minus the last CTA to finish.
     void collect(const std::vector<int>& cls, const std::vector<std::string>& names) {
         if (!buf_.get()) return;
         std::vector<unsigned long long> t(buf_.size());
@@ -251,7 +253,7 @@ public:
             a.cycle += last_depart - prev_depart;
         }
         report_ = fmt::format("{:<12} {:>5} {:>10} {:>10} {:>10} {:>10}  (us, means over occurrences)\n", "phase", "n",
-                              "work mean", "work max", "release", "cycle");
+                              "work mean", "work max", "handoff", "cycle");
         double total = 0;
         for (size_t k = 0; k < names.size(); ++k) {
             const Acc& a = acc[k];
@@ -261,7 +263,7 @@ public:
                                    a.work_mean / a.n / 1e3, a.work_max / a.n / 1e3, a.release / a.n / 1e3,
                                    a.cycle / a.n / 1e3);
         }
-        report_ += fmt::format("sum of cycles: {:.1f} us over {} barriers\n", total, nb);
+        report_ += fmt::format("sum of cycles: {:.1f} us over {} phases\n", total, nb);
         if (at(0, kCap - 9, 0) > 0) {
             const double ns = at(0, kCap - 9, 0) - at(0, 0, 1), cycles = at(0, kCap - 9, 1) - at(0, 0, 0);
             report_ += fmt::format("launch: {:.1f} us on CTA 0, SM clock {:.0f} MHz\n", ns / 1e3, cycles / ns * 1e3);
@@ -285,18 +287,25 @@ private:
     std::string report_;
 };
 
+// Tagged values (MegaScratch) start with tag 0, which no phase uses.
+DeviceBuffer<unsigned long long> tagged_buffer(size_t n) {
+    DeviceBuffer<unsigned long long> b(n);
+    QTTS_CUDA_CHECK(cudaMemset(b.get(), 0, b.bytes()));
+    return b;
+}
+
 // Single-position scratch of one persistent decode launch; the talker and the predictor share its layout.
 struct ScratchBuffers {
-    DeviceBuffer<float> h, qkv, part, attn, act;
+    DeviceBuffer<unsigned long long> h, qkv, attn, act;
+    DeviceBuffer<float> part;
     DeviceBuffer<int> head_done;
 
     ScratchBuffers() = default;
     // cols: positions per pass (the predictor's first pass runs 2; column c at offset c · width).
     ScratchBuffers(const StackDev& st, int n_embd, int max_chunks, int cols = 1)
-        : h(size_t(cols) * n_embd), qkv(size_t(cols) * (st.q_dim() + 2 * st.kv_dim())),
-          part(size_t(st.n_head) * max_chunks * (2 + st.head_dim)), attn(size_t(cols) * st.q_dim()),
-          act(size_t(cols) * st.n_ff),
-          head_done(size_t(st.n_head)) {
+        : h(tagged_buffer(size_t(cols) * n_embd)), qkv(tagged_buffer(size_t(cols) * (st.q_dim() + 2 * st.kv_dim()))),
+          attn(tagged_buffer(size_t(cols) * st.q_dim())), act(tagged_buffer(size_t(cols) * st.n_ff)),
+          part(size_t(st.n_head) * max_chunks * (2 + st.head_dim)), head_done(size_t(st.n_layer) * st.n_head) {
         QTTS_CUDA_CHECK(cudaMemset(head_done.get(), 0, head_done.bytes()));  // the combining CTA resets it after use
     }
     MegaScratch view() const {
@@ -326,7 +335,7 @@ public:
         hidden_ = PinnedBuffer<float>(size_t(E_));
         logits_ = PinnedBuffer<float>(size_t(vocab_));
         err_ = PinnedBuffer<int>(1);
-        grid_ = with_ring_options(plan_talker_launch(st, vocab_, o.max_chunks), o);
+        grid_ = with_launch_options(plan_talker_launch(st, vocab_, o.max_chunks), o);
         trace_.init(o.trace, grid_.n_cta);
         for (int l = 0; l < st.n_layer; ++l)
             for (int k = 0; k < 5; ++k) trace_cls_.push_back(k);
@@ -487,13 +496,13 @@ public:
             mtp_b_ = upload(p.mtp_b->data);
         }
         scratch_ = ScratchBuffers(st, E_, o.max_chunks, 2);
-        logits_d_ = DeviceBuffer<float>(size_t(vocab_));
-        xproj_ = DeviceBuffer<float>(2 * size_t(E_));
+        logits_d_ = tagged_buffer(size_t(vocab_));
+        xproj_ = tagged_buffer(2 * size_t(E_));
         hidden_d_ = DeviceBuffer<float>(size_t(in_dim_));
         codes_d_ = DeviceBuffer<int>(size_t(G_));
         in_ = PinnedBuffer<float>(size_t(in_dim_));
         out_ = PinnedBuffer<int>(size_t(G_) + 1);
-        grid_ = with_ring_options(plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks), o);
+        grid_ = with_launch_options(plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks), o);
         trace_.init(o.trace, grid_.n_cta);
         for (int t = 1; t < G_; ++t) {  // pass 1 runs positions 0 and 1 together
             if (p.mtp_w) trace_cls_.push_back(6);
@@ -570,7 +579,8 @@ private:
     MegaLaunch grid_;
     DeviceBuffer<uint16_t> emb0_, emb_, heads_, mtp_w_;
     ScratchBuffers scratch_;
-    DeviceBuffer<float> mtp_b_, logits_d_, xproj_, hidden_d_;
+    DeviceBuffer<float> mtp_b_, hidden_d_;
+    DeviceBuffer<unsigned long long> logits_d_, xproj_;
     DeviceBuffer<int> codes_d_;
     PinnedBuffer<float> in_;
     PinnedBuffer<int> out_;

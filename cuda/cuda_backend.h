@@ -16,13 +16,15 @@ namespace qtts::cuda {
 struct CudaOptions {
     int max_chunks = 8;         // most attention chunks per head in a decode step (fewer when CTAs are few)
     bool ring_cp_async = false; // weight ring copies with cp.async (the pre-Hopper path) instead of bulk copies
-    double timeout_s = 2.0;     // grid-barrier watchdog: a launch stuck longer than this fails with GpuError
-    unsigned backoff_ns = 0;    // sleep between polls of a grid barrier (0: spin)
-    bool trace = false;         // record per-CTA barrier arrival/departure times (CudaTimed::trace_report)
-    int test_stall_cta = -1;    // tests only: this CTA never arrives at a grid barrier (proves the watchdog)
+    double timeout_s = 2.0;     // watchdog: a CTA waiting longer than this for another's values fails with GpuError
+    unsigned backoff_ns = 0;    // sleep between polls of a grid barrier (grid_barriers only; 0: spin)
+    bool trace = false;         // record per-CTA phase end / next-input times (CudaTimed::trace_report)
+    int test_stall_cta = -1;    // tests only: this CTA never publishes anything (proves the watchdog)
     int ring_pace_kb = 8;       // weight ring: bulk copies in batches of this many KB, two in flight (0: whole
                                 // chunks at once; 6-16 KB measured within 3 % of each other, see cuda/NOTES.md)
     int test_ring_bytes = 0;    // tests only: a smaller weight ring (phases cut into more chunks, more wrap-arounds)
+    bool grid_barriers = false; // a grid barrier at every phase boundary as well (comparison runs: the phases
+                                // otherwise only poll the tagged values they read, see cuda/NOTES.md)
 };
 
 // Registers the CUDA factory with core when qtts::cuda::device_count() > 0; otherwise does nothing.
@@ -35,7 +37,7 @@ class CudaTimed {
 public:
     virtual ~CudaTimed() = default;
     virtual double last_device_ms() const = 0;
-    // With CudaOptions::trace: per phase kind, mean / max CTA work time, barrier release and cycle (µs).
+    // With CudaOptions::trace: per phase kind, mean / max CTA work time, wait for inputs and cycle (µs).
     virtual std::string trace_report() const { return {}; }
 };
 

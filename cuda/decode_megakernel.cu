@@ -1,8 +1,10 @@
 // Persistent cooperative decode megakernels: one launch runs a whole talker step (all layers, final norm,
 // codec_head) or a whole code-predictor frame (16 positions, 15 heads, on-device sampling). Per layer:
 // [norm+QKV] | [q/k-norm, RoPE, KV append, attention partials] | [combine+O-proj+residual] |
-// [norm+gate/up+SiLU] | [down+residual], separated by grid barriers on monotonic counters owned by the
-// backend instance (never reset). A spin watchdog sets sync.error and ends the launch instead of hanging.
+// [norm+gate/up+SiLU] | [down+residual]. No grid barriers between the phases: each phase publishes its outputs
+// as tagged values (fp32 + the phase's number, one 64-bit store) and the next phase polls the values it reads
+// until they carry its predecessor's tag. Tags come from a monotonic epoch owned by the backend instance (never
+// reset). A spin watchdog sets sync.error and ends the launch instead of hanging.
 // Each CTA's producer warp streams all of its weight rows of the launch through a shared-memory ring
 // (weight_ring.cuh) while its 15 consumer warps run the phases; the matvecs use tensor cores.
 #include <cstdio>
@@ -85,14 +87,47 @@ __device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
     return v;
 }
 
+// Phase ordering of one launch. Phase p's outputs carry tag epoch + 1 while it runs; next() ends it, and the
+// following phase polls those values (tag epoch after the increment): no grid-wide synchronisation point. The
+// buffers can be reused across phases because every CTA reads all of a phase's outputs (directly, or through
+// the attention items, which together read every q/k/v row) before it writes anything the next phase
+// reads: a CTA that writes phase p + 2 has seen every CTA's phase p + 1, so every CTA is done reading phase
+// p. With MegaLaunch::barriers a grid barrier also ends each phase (comparison runs; the values are the same).
 struct Grid {
     GridSync sync;
     int cta = 0, n_cta = 0;
-    unsigned epoch = 0;  // barriers completed so far, counting every earlier launch
-    int* fail = nullptr; // shared flag
-    int nb = 0;          // barriers of this launch so far (trace slot)
+    unsigned epoch = 0;      // phases completed so far, counting every earlier launch
+    PollCtl* ctl = nullptr;  // shared
+    int* flag = nullptr;     // shared: a CTA-wide flag (the attention combine)
+    int nb = 0;              // phases of this launch so far (trace slot)
+    bool barriers = false;
 
-    // All CTAs arrive, then all leave. False when the watchdog fired (then every CTA must return).
+    __device__ VecIn in(const Tagged* t) const {
+        VecIn v;
+        v.t = t;
+        v.tag = epoch;
+        v.ctl = ctl;
+        return v;
+    }
+    __device__ unsigned out_tag() const { return epoch + 1; }
+
+    // Ends the current phase. False when this CTA gave up (watchdog): then every thread must return.
+    __device__ bool next() {
+        if (barriers) return barrier();
+        // The next phase rewrites the shared buffers this one read. Every thread gets the same verdict, even
+        // when a poll in the next phase sets the flag while others are still here.
+        const bool ok = !work_sync_or(ctl->fail);
+        ++epoch;
+        if (sync.trace && threadIdx.x == 0 && nb + 1 < sync.trace_cap) {
+            unsigned long long* t = sync.trace + (size_t(cta) * sync.trace_cap + nb + 1) * 2;
+            t[0] = t[1] = global_ns();  // the next wait (if any) overwrites the departure
+            ctl->stamp = t + 1;
+        }
+        ++nb;
+        return ok;
+    }
+
+    // All CTAs arrive, then all leave (MegaLaunch::barriers). False when the watchdog fired.
     __device__ bool barrier() {
         ++epoch;
         work_sync();
@@ -101,25 +136,22 @@ struct Grid {
             const unsigned long long t0 = global_ns();
             // Release: this CTA's writes (ordered by the block sync above) before the arrival; the acquire
             // loads below order the other CTAs' writes before our reads (CUTLASS generic-barrier pattern).
-            if (cta != sync.stall_cta)
-                asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(sync.counter), "r"(1u) : "memory");
-            int failed = 0;
+            asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(sync.counter), "r"(1u) : "memory");
             for (unsigned spin = 1;; ++spin) {
                 if (int(ld_acquire(sync.counter) - target) >= 0) break;
                 if (sync.backoff_ns) __nanosleep(sync.backoff_ns);
                 if ((spin & 255u) == 0) {
                     if (*(volatile int*)sync.error) {
-                        failed = 1;
+                        ctl->fail = 1;
                         break;
                     }
                     if (global_ns() - t0 > sync.timeout_ns) {
                         atomicExch(sync.error, 1);
-                        failed = 1;
+                        ctl->fail = 1;
                         break;
                     }
                 }
             }
-            *fail = failed;
             if (sync.trace && nb + 1 < sync.trace_cap) {
                 unsigned long long* t = sync.trace + (size_t(cta) * sync.trace_cap + nb + 1) * 2;
                 t[0] = t0;
@@ -127,8 +159,7 @@ struct Grid {
             }
         }
         ++nb;
-        work_sync();
-        return *fail == 0;
+        return !work_sync_or(ctl->fail);
     }
     // Called once at the end by every CTA: CTA 0 records the epoch for the next launch.
     __device__ void finish(const unsigned long long* ring_prof = nullptr) const {
@@ -146,9 +177,9 @@ struct Grid {
     }
 };
 
-#define QTTS_GRID_BARRIER(g)          \
-    do {                              \
-        if (!(g).barrier()) return;   \
+#define QTTS_NEXT_PHASE(g)          \
+    do {                            \
+        if (!(g).next()) return;    \
     } while (0)
 
 struct Smem {
@@ -245,11 +276,20 @@ struct Work {
 };
 
 // [norm + QKV]: qkv[r] for this CTA's rows of [q_dim + 2 kv_dim].
-__device__ void phase_qkv(const StackDev& st, const LayerDev& L, VecIn in, const MegaScratch& sc, Work& wk) {
+__device__ void phase_qkv(const Grid& g, const StackDev& st, const LayerDev& L, VecIn in, const MegaScratch& sc,
+                          Work& wk) {
     const Rows p = wk.layer(st, L, kQkv);
     norm_to_split(in, L.input_norm, st.n_embd, st.eps, wk.sm.xs, wk.sm.red);
     wk.matvec(p);
-    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) __stcg(sc.qkv + p.r0 + i, wk.sm.res[i]);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) st_tagged(sc.qkv + p.r0 + i, wk.sm.res[i], g.out_tag());
+}
+
+// The K/V cache written in a launch is read by the same launch's later positions (the predictor), with no
+// barrier in between: the writer fences before it publishes its attention output (a release for everything
+// downstream; with several chunks, thread 0's fence before the combine counter does it), and the readers load
+// the cache through L2 (__ldcg), never from a stale L1 line.
+__device__ __forceinline__ void kv_release(bool wrote_kv) {
+    if (wrote_kv) __threadfence();
 }
 
 // [q/k-norm, RoPE, KV append, attention partials] for items (head, chunk) of the single new position `pos`.
@@ -263,10 +303,11 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
     const float* sn = st.rope_sin + size_t(pos) * half;
     float* kc = st.k_cache + size_t(layer) * st.capacity * kv_dim;
     float* vc = st.v_cache + size_t(layer) * st.capacity * kv_dim;
+    const VecIn qkv = g.in(sc.qkv);
     for (int item = g.cta; item < n_items; item += g.n_cta) {
         const int h = item / n_chunks, c = item - h * n_chunks, kvh = h / group;
         const int j0 = int((long long)npos * c / n_chunks), j1 = int((long long)npos * (c + 1) / n_chunks);
-        const bool has_new = j1 == npos;
+        const bool has_new = j1 == npos, writes_kv = has_new && h % group == 0;
         KeyRegs pre;  // cached keys do not depend on this step: load them while q is being normalized
         attend_preload(kc + kvh * hd, vc + kvh * hd, kv_dim, hd, j0, j1, pos, pre);
         const int warp = threadIdx.x >> 5;
@@ -274,20 +315,22 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         if (warp == 0) norm_rope_load(nr, L.q_norm, hd, cs, sn);
         if (warp == 1 && has_new) norm_rope_load(nr, L.k_norm, hd, cs, sn);
         for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
-            sm.att_q[d] = __ldcg(sc.qkv + h * hd + d);
-            if (has_new) {
-                sm.att_k[d] = __ldcg(sc.qkv + q_dim + kvh * hd + d);
-                sm.att_v[d] = __ldcg(sc.qkv + q_dim + kv_dim + kvh * hd + d);
-            }
+            const Tagged* const src[3] = {qkv.t + h * hd + d, has_new ? qkv.t + q_dim + kvh * hd + d : nullptr,
+                                          has_new ? qkv.t + q_dim + kv_dim + kvh * hd + d : nullptr};
+            float v[3];
+            wait_gather(src, qkv.tag, qkv.ctl, v);
+            sm.att_q[d] = v[0];
+            if (has_new) sm.att_k[d] = v[1], sm.att_v[d] = v[2];
         }
         work_sync();
+        poll_done(g.ctl);
         if (warp == 0) norm_rope_apply(sm.att_q, nr, hd, st.eps);
         if (warp == 1 && has_new) norm_rope_apply(sm.att_k, nr, hd, st.eps);
         work_sync();
-        if (has_new && h % group == 0) {
+        if (writes_kv) {
             for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
-                kc[size_t(pos) * kv_dim + kvh * hd + d] = sm.att_k[d];
-                vc[size_t(pos) * kv_dim + kvh * hd + d] = sm.att_v[d];
+                __stcg(kc + size_t(pos) * kv_dim + kvh * hd + d, sm.att_k[d]);
+                __stcg(vc + size_t(pos) * kv_dim + kvh * hd + d, sm.att_v[d]);
             }
         }
         float* r = sm.cw;  // (max, sum, acc[hd]) of this chunk
@@ -295,21 +338,24 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         attend_block(sm.att_q, hd, scale, kc + kvh * hd, vc + kvh * hd, kv_dim, j0, j1, pos, sm.att_k, sm.att_v,
                      sm.att_w, r, pre, slot);
         if (n_chunks == 1) {
-            for (int d = threadIdx.x; d < hd; d += kMegaThreads) __stcg(sc.attn + h * hd + d, r[2 + d] / r[1]);
+            kv_release(writes_kv);
+            for (int d = threadIdx.x; d < hd; d += kMegaThreads) st_tagged(sc.attn + h * hd + d, r[2 + d] / r[1], g.out_tag());
             continue;
         }
-        // The last chunk of head h to finish combines all of them (fixed chunk order: deterministic).
+        // The last chunk of head h to finish combines all of them (fixed chunk order: deterministic). The
+        // counters are per layer, so a reset is always followed by the launch boundary before the next use.
+        int* done_ctr = sc.head_done + layer * st.n_head + h;
         if (threadIdx.x == 0) {
             __threadfence();
-            const int done = atomicAdd(sc.head_done + h, 1);
-            *g.fail = done == n_chunks - 1;  // reused as a CTA-wide flag; barrier() rewrites it
+            const int done = atomicAdd(done_ctr, 1);
+            *g.flag = done == n_chunks - 1;
             if (done == n_chunks - 1) {
                 __threadfence();
-                sc.head_done[h] = 0;
+                *done_ctr = 0;
             }
         }
         work_sync();
-        if (*g.fail) {
+        if (*g.flag) {
             const float* ph = sc.part + size_t(h) * max_chunks * (2 + hd);
             for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
                 float m[kMaxChunks], l[kMaxChunks], acc[kMaxChunks];
@@ -330,75 +376,81 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
                     L = fmaf(l[q], w, L);
                     o = fmaf(acc[q], w, o);
                 }
-                __stcg(sc.attn + h * hd + d, o / L);
+                st_tagged(sc.attn + h * hd + d, o / L, g.out_tag());
             }
         }
         work_sync();
-        if (threadIdx.x == 0) *g.fail = 0;
     }
 }
 
-// [O-proj + residual]: h[r] = (layer 0 ? x0 : h)[r] + Wo[r] · attn.
-__device__ void phase_oproj(const StackDev& st, const LayerDev& L, VecIn residual_in, const MegaScratch& sc,
-                            Work& wk) {
+// [O-proj + residual]: h[r] = (layer 0 ? x0 : h)[r] + Wo[r] · attn. The residual rows are this CTA's own (the
+// down phase wrote the same rows), so they are read without waiting.
+__device__ void phase_oproj(const Grid& g, const StackDev& st, const LayerDev& L, VecIn residual_in,
+                            const MegaScratch& sc, Work& wk) {
     const Rows p = wk.layer(st, L, kOut);
     // The residual rows are loaded together with the activation vector (one round trip to L2, not two).
     const float resid = int(threadIdx.x) < p.src.n ? residual_in(p.r0 + threadIdx.x) : 0.0f;
-    load_to_split(VecIn{sc.attn, nullptr}, st.q_dim(), wk.sm.xs);
+    load_to_split(g.in(sc.attn), st.q_dim(), wk.sm.xs);
     wk.matvec(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads)
-        __stcg(sc.h + p.r0 + i, __fadd_rn(i == int(threadIdx.x) ? resid : residual_in(p.r0 + i), wk.sm.res[i]));
+        st_tagged(sc.h + p.r0 + i, __fadd_rn(i == int(threadIdx.x) ? resid : residual_in(p.r0 + i), wk.sm.res[i]),
+                  g.out_tag());
 }
 
 // [norm + gate/up + SiLU·up]: act[r] for this CTA's rows of [F].
-__device__ void phase_gateup(const StackDev& st, const LayerDev& L, const MegaScratch& sc, Work& wk) {
+__device__ void phase_gateup(const Grid& g, const StackDev& st, const LayerDev& L, const MegaScratch& sc, Work& wk) {
     const Rows p = wk.layer(st, L, kGateUp);
-    norm_to_split(VecIn{sc.h, nullptr}, L.post_norm, st.n_embd, st.eps, wk.sm.xs, wk.sm.red);
+    norm_to_split(g.in(sc.h), L.post_norm, st.n_embd, st.eps, wk.sm.xs, wk.sm.red);
     wk.matvec(p);
     const int n = p.src.n_a;
     for (int i = threadIdx.x; i < n; i += kMegaThreads) {
         const float gt = wk.sm.res[i], up = wk.sm.res[n + i];
-        __stcg(sc.act + p.r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up));
+        st_tagged(sc.act + p.r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up), g.out_tag());
     }
 }
 
-// [down + residual]: h[r] += Wdown[r] · act.
-__device__ void phase_down(const StackDev& st, const LayerDev& L, const MegaScratch& sc, Work& wk) {
+// [down + residual]: h[r] += Wdown[r] · act (h rows: this CTA's own, from its O-proj phase).
+__device__ void phase_down(const Grid& g, const StackDev& st, const LayerDev& L, const MegaScratch& sc, Work& wk) {
     const Rows p = wk.layer(st, L, kDown);
-    const float resid = int(threadIdx.x) < p.src.n ? __ldcg(sc.h + p.r0 + threadIdx.x) : 0.0f;
-    load_to_split(VecIn{sc.act, nullptr}, st.n_ff, wk.sm.xs);
+    const VecIn own{.t = sc.h};
+    const float resid = int(threadIdx.x) < p.src.n ? own(p.r0 + threadIdx.x) : 0.0f;
+    load_to_split(g.in(sc.act), st.n_ff, wk.sm.xs);
     wk.matvec(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads)
-        __stcg(sc.h + p.r0 + i, __fadd_rn(i == int(threadIdx.x) ? resid : __ldcg(sc.h + p.r0 + i), wk.sm.res[i]));
+        st_tagged(sc.h + p.r0 + i, __fadd_rn(i == int(threadIdx.x) ? resid : own(p.r0 + i), wk.sm.res[i]),
+                  g.out_tag());
 }
 
 // [final norm + head]: out[r] = head[r] · norm(h) for this CTA's rows; CTA 0 also stores the normed hidden.
-__device__ void phase_head(const StackDev& st, const uint16_t* head, int vocab, float* out, float* hidden_out,
-                           const MegaScratch& sc, Work& wk) {
+// Either out_f (read after the launch) or out_t (read by the next phase) is set.
+__device__ void phase_head(const Grid& g, const StackDev& st, const uint16_t* head, int vocab, float* out_f,
+                           Tagged* out_t, float* hidden_out, const Tagged* h, Work& wk) {
     const Rows p = wk.matrix(head, vocab, st.n_embd);
-    norm_to_split(VecIn{sc.h, nullptr}, st.final_norm, st.n_embd, st.eps, wk.sm.xs, wk.sm.red,
-                  wk.cta == 0 ? hidden_out : nullptr);
+    norm_to_split(g.in(h), st.final_norm, st.n_embd, st.eps, wk.sm.xs, wk.sm.red, wk.cta == 0 ? hidden_out : nullptr);
     wk.matvec(p);
-    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) __stcg(out + p.r0 + i, wk.sm.res[i]);
+    for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
+        if (out_t) st_tagged(out_t + p.r0 + i, wk.sm.res[i], g.out_tag());
+        else __stcg(out_f + p.r0 + i, wk.sm.res[i]);
+    }
 }
 
-// Runs every layer for one position; on return the last barrier has been passed. False when a barrier failed
-// (the caller must return).
+// Runs every layer for one position; on return the last phase has ended. False when this CTA gave up (the
+// caller must return).
 __device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n_chunks, int max_chunks,
                            const MegaScratch& sc, Work& wk) {
     for (int l = 0; l < st.n_layer; ++l) {
         const LayerDev& L = st.layers[l];
-        const VecIn in = l == 0 ? x0 : VecIn{sc.h, nullptr};
-        phase_qkv(st, L, in, sc, wk);
-        if (!g.barrier()) return false;
+        const VecIn in = l == 0 ? x0 : g.in(sc.h);
+        phase_qkv(g, st, L, in, sc, wk);
+        if (!g.next()) return false;
         phase_attention(g, st, l, pos, n_chunks, max_chunks, sc, wk.sm);
-        if (!g.barrier()) return false;
-        phase_oproj(st, L, in, sc, wk);
-        if (!g.barrier()) return false;
-        phase_gateup(st, L, sc, wk);
-        if (!g.barrier()) return false;
-        phase_down(st, L, sc, wk);
-        if (!g.barrier()) return false;
+        if (!g.next()) return false;
+        phase_oproj(g, st, L, l == 0 ? x0 : VecIn{.t = sc.h}, sc, wk);
+        if (!g.next()) return false;
+        phase_gateup(g, st, L, sc, wk);
+        if (!g.next()) return false;
+        phase_down(g, st, L, sc, wk);
+        if (!g.next()) return false;
     }
     return true;
 }
@@ -415,16 +467,16 @@ __device__ Rows talker_rows(const TalkerStepArgs& a, int w, int cta, int n_cta) 
 // column is computed exactly as by the single-position phases above, so the results equal two separate passes.
 
 // Scratch of the 2-position pass: column c of h / qkv / attn / act at offset c · (E / R_qkv / q_dim / F).
-__device__ void phase_qkv2(const StackDev& st, const LayerDev& L, VecIn in0, VecIn in1, const MegaScratch& sc,
-                           Work& wk) {
+__device__ void phase_qkv2(const Grid& g, const StackDev& st, const LayerDev& L, VecIn in0, VecIn in1,
+                           const MegaScratch& sc, Work& wk) {
     const int E = st.n_embd, R = st.q_dim() + 2 * st.kv_dim();
     const Rows p = wk.layer(st, L, kQkv);
     norm_to_split(in0, L.input_norm, E, st.eps, wk.sm.xs, wk.sm.red);
     norm_to_split(in1, L.input_norm, E, st.eps, wk.sm.xs + 3 * E, wk.sm.red);
     wk.matvec2(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
-        __stcg(sc.qkv + p.r0 + i, wk.sm.res[i]);
-        __stcg(sc.qkv + R + p.r0 + i, wk.sm.res2[i]);
+        st_tagged(sc.qkv + p.r0 + i, wk.sm.res[i], g.out_tag());
+        st_tagged(sc.qkv + R + p.r0 + i, wk.sm.res2[i], g.out_tag());
     }
 }
 
@@ -440,8 +492,10 @@ __device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, c
     float* vc = st.v_cache + size_t(layer) * st.capacity * KV;
     float *q0 = sm.att_q, *k0 = sm.att_k, *v0 = sm.att_v;
     float *q1 = sm.att_w, *k1 = sm.att_w + hd, *v1 = sm.att_w + 2 * hd;
+    const VecIn qkv = g.in(sc.qkv);
     for (int h = g.cta; h < st.n_head; h += g.n_cta) {
         const int kvh = h / group;
+        const bool writes_kv = h % group == 0;
         NormRopeRegs nr;
         if (warp < 4) {  // warp 0: k0, 1: k1, 2: q0, 3: q1 (position = warp & 1)
             const int pos = warp & 1;
@@ -449,24 +503,27 @@ __device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, c
                            st.rope_sin + size_t(pos) * half);
         }
         for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
-            q0[d] = __ldcg(sc.qkv + h * hd + d);
-            q1[d] = __ldcg(sc.qkv + R + h * hd + d);
-            k0[d] = __ldcg(sc.qkv + Q + kvh * hd + d);
-            k1[d] = __ldcg(sc.qkv + R + Q + kvh * hd + d);
-            v0[d] = __ldcg(sc.qkv + Q + KV + kvh * hd + d);
-            v1[d] = __ldcg(sc.qkv + R + Q + KV + kvh * hd + d);
+            const Tagged* const src[6] = {qkv.t + h * hd + d,      qkv.t + R + h * hd + d,
+                                          qkv.t + Q + kvh * hd + d,      qkv.t + R + Q + kvh * hd + d,
+                                          qkv.t + Q + KV + kvh * hd + d, qkv.t + R + Q + KV + kvh * hd + d};
+            float v[6];
+            wait_gather(src, qkv.tag, qkv.ctl, v);
+            q0[d] = v[0], q1[d] = v[1], k0[d] = v[2], k1[d] = v[3], v0[d] = v[4], v1[d] = v[5];
         }
         work_sync();
+        poll_done(g.ctl);
         if (warp < 4) norm_rope_apply(warp == 0 ? k0 : warp == 1 ? k1 : warp == 2 ? q0 : q1, nr, hd, st.eps);
         work_sync();
-        if (h % group == 0) {
+        if (writes_kv) {
             for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
-                kc[kvh * hd + d] = k0[d];
-                vc[kvh * hd + d] = v0[d];
-                kc[size_t(KV) + kvh * hd + d] = k1[d];
-                vc[size_t(KV) + kvh * hd + d] = v1[d];
+                __stcg(kc + kvh * hd + d, k0[d]);
+                __stcg(vc + kvh * hd + d, v0[d]);
+                __stcg(kc + size_t(KV) + kvh * hd + d, k1[d]);
+                __stcg(vc + size_t(KV) + kvh * hd + d, v1[d]);
             }
+            __threadfence();  // kv_release for every thread that stored, before warp 0 publishes (block sync)
         }
+        work_sync();
         if (warp == 0) {
             float s0 = 0.0f, s1 = 0.0f;
             for (int d = lane; d < hd; d += 32) s0 = fmaf(q1[d], k0[d], s0), s1 = fmaf(q1[d], k1[d], s1);
@@ -475,92 +532,110 @@ __device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, c
             const float mx = fmaxf(s0, s1), e0 = expf(s0 - mx), e1 = expf(s1 - mx);
             const float inv = 1.0f / (e0 + e1), p0 = e0 * inv, p1 = e1 * inv;
             for (int d = lane; d < hd; d += 32) {
-                __stcg(sc.attn + h * hd + d, v0[d]);
-                __stcg(sc.attn + Q + h * hd + d, fmaf(p1, v1[d], fmaf(p0, v0[d], 0.0f)));
+                st_tagged(sc.attn + h * hd + d, v0[d], g.out_tag());
+                st_tagged(sc.attn + Q + h * hd + d, fmaf(p1, v1[d], fmaf(p0, v0[d], 0.0f)), g.out_tag());
             }
         }
         work_sync();
     }
 }
 
-__device__ void phase_oproj2(const StackDev& st, const LayerDev& L, VecIn res0, VecIn res1, const MegaScratch& sc,
-                             Work& wk) {
+__device__ void phase_oproj2(const Grid& g, const StackDev& st, const LayerDev& L, VecIn res0, VecIn res1,
+                             const MegaScratch& sc, Work& wk) {
     const int E = st.n_embd, Q = st.q_dim();
     const Rows p = wk.layer(st, L, kOut);
     const bool mine = int(threadIdx.x) < p.src.n;
     const float r0v = mine ? res0(p.r0 + threadIdx.x) : 0.0f, r1v = mine ? res1(p.r0 + threadIdx.x) : 0.0f;
-    load_to_split(VecIn{sc.attn, nullptr}, Q, wk.sm.xs);
-    load_to_split(VecIn{sc.attn + Q, nullptr}, Q, wk.sm.xs + 3 * Q);
+    load_to_split(g.in(sc.attn), Q, wk.sm.xs);
+    load_to_split(g.in(sc.attn + Q), Q, wk.sm.xs + 3 * Q);
     wk.matvec2(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
         const bool own = i == int(threadIdx.x);
-        __stcg(sc.h + p.r0 + i, __fadd_rn(own ? r0v : res0(p.r0 + i), wk.sm.res[i]));
-        __stcg(sc.h + E + p.r0 + i, __fadd_rn(own ? r1v : res1(p.r0 + i), wk.sm.res2[i]));
+        st_tagged(sc.h + p.r0 + i, __fadd_rn(own ? r0v : res0(p.r0 + i), wk.sm.res[i]), g.out_tag());
+        st_tagged(sc.h + E + p.r0 + i, __fadd_rn(own ? r1v : res1(p.r0 + i), wk.sm.res2[i]), g.out_tag());
     }
 }
 
-__device__ void phase_gateup2(const StackDev& st, const LayerDev& L, const MegaScratch& sc, Work& wk) {
+__device__ void phase_gateup2(const Grid& g, const StackDev& st, const LayerDev& L, const MegaScratch& sc,
+                              Work& wk) {
     const int E = st.n_embd, F = st.n_ff;
     const Rows p = wk.layer(st, L, kGateUp);
-    norm_to_split(VecIn{sc.h, nullptr}, L.post_norm, E, st.eps, wk.sm.xs, wk.sm.red);
-    norm_to_split(VecIn{sc.h + E, nullptr}, L.post_norm, E, st.eps, wk.sm.xs + 3 * E, wk.sm.red);
+    norm_to_split(g.in(sc.h), L.post_norm, E, st.eps, wk.sm.xs, wk.sm.red);
+    norm_to_split(g.in(sc.h + E), L.post_norm, E, st.eps, wk.sm.xs + 3 * E, wk.sm.red);
     wk.matvec2(p);
     const int n = p.src.n_a;
     for (int i = threadIdx.x; i < n; i += kMegaThreads) {
         const float gt = wk.sm.res[i], up = wk.sm.res[n + i];
-        __stcg(sc.act + p.r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up));
+        st_tagged(sc.act + p.r0 + i, __fmul_rn(gt / (1.0f + expf(-gt)), up), g.out_tag());
         const float gt2 = wk.sm.res2[i], up2 = wk.sm.res2[n + i];
-        __stcg(sc.act + F + p.r0 + i, __fmul_rn(gt2 / (1.0f + expf(-gt2)), up2));
+        st_tagged(sc.act + F + p.r0 + i, __fmul_rn(gt2 / (1.0f + expf(-gt2)), up2), g.out_tag());
     }
 }
 
-__device__ void phase_down2(const StackDev& st, const LayerDev& L, const MegaScratch& sc, Work& wk) {
+__device__ void phase_down2(const Grid& g, const StackDev& st, const LayerDev& L, const MegaScratch& sc,
+                            Work& wk) {
     const int E = st.n_embd, F = st.n_ff;
     const Rows p = wk.layer(st, L, kDown);
+    const VecIn own0{.t = sc.h}, own1{.t = sc.h + E};
     const bool mine = int(threadIdx.x) < p.src.n;
-    const float r0v = mine ? __ldcg(sc.h + p.r0 + threadIdx.x) : 0.0f;
-    const float r1v = mine ? __ldcg(sc.h + E + p.r0 + threadIdx.x) : 0.0f;
-    load_to_split(VecIn{sc.act, nullptr}, F, wk.sm.xs);
-    load_to_split(VecIn{sc.act + F, nullptr}, F, wk.sm.xs + 3 * F);
+    const float r0v = mine ? own0(p.r0 + threadIdx.x) : 0.0f;
+    const float r1v = mine ? own1(p.r0 + threadIdx.x) : 0.0f;
+    load_to_split(g.in(sc.act), F, wk.sm.xs);
+    load_to_split(g.in(sc.act + F), F, wk.sm.xs + 3 * F);
     wk.matvec2(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
         const bool own = i == int(threadIdx.x);
-        __stcg(sc.h + p.r0 + i, __fadd_rn(own ? r0v : __ldcg(sc.h + p.r0 + i), wk.sm.res[i]));
-        __stcg(sc.h + E + p.r0 + i, __fadd_rn(own ? r1v : __ldcg(sc.h + E + p.r0 + i), wk.sm.res2[i]));
+        st_tagged(sc.h + p.r0 + i, __fadd_rn(own ? r0v : own0(p.r0 + i), wk.sm.res[i]), g.out_tag());
+        st_tagged(sc.h + E + p.r0 + i, __fadd_rn(own ? r1v : own1(p.r0 + i), wk.sm.res2[i]), g.out_tag());
     }
 }
 
-// run_layers for positions 0 and 1 at once (the predictor's first pass); same phases and barriers.
+// run_layers for positions 0 and 1 at once (the predictor's first pass); same phases.
 __device__ bool run_layers2(Grid& g, const StackDev& st, VecIn x0, VecIn x1, const MegaScratch& sc, Work& wk) {
     const int E = st.n_embd;
     for (int l = 0; l < st.n_layer; ++l) {
         const LayerDev& L = st.layers[l];
-        const VecIn in0 = l == 0 ? x0 : VecIn{sc.h, nullptr}, in1 = l == 0 ? x1 : VecIn{sc.h + E, nullptr};
-        phase_qkv2(st, L, in0, in1, sc, wk);
-        if (!g.barrier()) return false;
+        const VecIn in0 = l == 0 ? x0 : g.in(sc.h), in1 = l == 0 ? x1 : g.in(sc.h + E);
+        phase_qkv2(g, st, L, in0, in1, sc, wk);
+        if (!g.next()) return false;
         phase_attention2(g, st, l, sc, wk.sm);
-        if (!g.barrier()) return false;
-        phase_oproj2(st, L, in0, in1, sc, wk);
-        if (!g.barrier()) return false;
-        phase_gateup2(st, L, sc, wk);
-        if (!g.barrier()) return false;
-        phase_down2(st, L, sc, wk);
-        if (!g.barrier()) return false;
+        if (!g.next()) return false;
+        phase_oproj2(g, st, L, l == 0 ? x0 : VecIn{.t = sc.h}, l == 0 ? x1 : VecIn{.t = sc.h + E}, sc, wk);
+        if (!g.next()) return false;
+        phase_gateup2(g, st, L, sc, wk);
+        if (!g.next()) return false;
+        phase_down2(g, st, L, sc, wk);
+        if (!g.next()) return false;
     }
     return true;
 }
 
-__device__ Grid make_grid(const GridSync& sync, int* fail_flag) {
+// The consumers' phase state; ctl and flag are the CTA's shared words. The stalled CTA of the watchdog test
+// waits here until another CTA's watchdog fires (it never publishes anything).
+__device__ Grid make_grid(const GridSync& sync, const MegaLaunch& cfg, PollCtl* ctl, int* flag) {
     Grid g;
     g.sync = sync;
     g.cta = blockIdx.x;
     g.n_cta = gridDim.x;
     g.epoch = *(volatile unsigned*)sync.epoch;
-    g.fail = fail_flag;
+    g.ctl = ctl;
+    g.flag = flag;
+    g.barriers = cfg.barriers != 0;
+    if (threadIdx.x == 0) {
+        ctl->error = sync.error;
+        ctl->timeout_ns = sync.timeout_ns;
+        ctl->fail = 0;
+        ctl->stamp = nullptr;
+    }
     if (sync.trace && threadIdx.x == 0) {
         sync.trace[size_t(g.cta) * sync.trace_cap * 2 + 1] = global_ns();
         if (g.cta == 0) sync.trace[0] = clock64();
     }
+    if (g.cta == sync.stall_cta && threadIdx.x == 0) {
+        while (!*(volatile int*)sync.error) __nanosleep(1000);
+        ctl->fail = 1;
+    }
+    work_sync();
     return g;
 }
 
@@ -587,7 +662,8 @@ __device__ Work start_work(char* smem_raw, const SmemPlan& plan, int rows_max, c
 __global__ void __launch_bounds__(kCtaThreads, 1)
     talker_step_kernel(const __grid_constant__ TalkerStepArgs a, const MegaLaunch cfg) {
     extern __shared__ __align__(128) char smem_raw[];
-    __shared__ int fail_flag;
+    __shared__ PollCtl poll_ctl;
+    __shared__ int flag;
     __shared__ unsigned long long ring_prof[2];
     const StackDev& st = a.stack;
     const int rows_max = rows_max_of(st, a.vocab, st.n_embd, gridDim.x);
@@ -598,9 +674,10 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
                      [&](int w) { return talker_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async, cfg.pace_bytes);
         return;
     }
-    Grid g = make_grid(a.sync, &fail_flag);
-    if (!run_layers(g, st, VecIn{a.x0, nullptr}, a.pos, a.n_chunks, cfg.max_chunks, a.s, wk)) return;
-    phase_head(st, a.head, a.vocab, a.logits_out, a.hidden_out, a.s, wk);
+    Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag);
+    if (poll_ctl.fail) return;
+    if (!run_layers(g, st, VecIn{.f = a.x0}, a.pos, a.n_chunks, cfg.max_chunks, a.s, wk)) return;
+    phase_head(g, st, a.head, a.vocab, a.logits_out, nullptr, a.hidden_out, a.s.h, wk);
     g.finish(ring_prof);
 }
 
@@ -818,24 +895,24 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
 }
 
 // [mtp projection] (1.7B): xproj[r] = W[r] · x + b[r] for this CTA's rows.
-__device__ void phase_project(const PredictorFrameArgs& a, VecIn x, Work& wk) {
+__device__ void phase_project(const Grid& g, const PredictorFrameArgs& a, VecIn x, Work& wk) {
     const Rows p = wk.matrix(a.mtp_w, a.stack.n_embd, a.in_dim);
     load_to_split(x, a.in_dim, wk.sm.xs);
     wk.matvec(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads)
-        __stcg(a.s.xproj + p.r0 + i, wk.sm.res[i] + a.mtp_b[p.r0 + i]);
+        st_tagged(a.s.xproj + p.r0 + i, wk.sm.res[i] + a.mtp_b[p.r0 + i], g.out_tag());
 }
 
 // Both columns of the first pass (xproj holds 2 · E values).
-__device__ void phase_project2(const PredictorFrameArgs& a, VecIn x0, VecIn x1, Work& wk) {
+__device__ void phase_project2(const Grid& g, const PredictorFrameArgs& a, VecIn x0, VecIn x1, Work& wk) {
     const int E = a.stack.n_embd;
     const Rows p = wk.matrix(a.mtp_w, E, a.in_dim);
     load_to_split(x0, a.in_dim, wk.sm.xs);
     load_to_split(x1, a.in_dim, wk.sm.xs + 3 * a.in_dim);
     wk.matvec2(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
-        __stcg(a.s.xproj + p.r0 + i, wk.sm.res[i] + a.mtp_b[p.r0 + i]);
-        __stcg(a.s.xproj + E + p.r0 + i, wk.sm.res2[i] + a.mtp_b[p.r0 + i]);
+        st_tagged(a.s.xproj + p.r0 + i, wk.sm.res[i] + a.mtp_b[p.r0 + i], g.out_tag());
+        st_tagged(a.s.xproj + E + p.r0 + i, wk.sm.res2[i] + a.mtp_b[p.r0 + i], g.out_tag());
     }
 }
 
@@ -858,7 +935,8 @@ __device__ Rows predictor_rows(const PredictorFrameArgs& a, int w, int cta, int 
 __global__ void __launch_bounds__(kCtaThreads, 1)
     predictor_frame_kernel(const __grid_constant__ PredictorFrameArgs a, const MegaLaunch cfg) {
     extern __shared__ __align__(128) char smem_raw[];
-    __shared__ int fail_flag;
+    __shared__ PollCtl poll_ctl;
+    __shared__ int flag;
     __shared__ unsigned long long ring_prof[2];
     const StackDev& st = a.stack;
     const int E = st.n_embd, G = a.n_groups, V = a.vocab;
@@ -871,40 +949,49 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
         return;
     }
     const Smem& sm = wk.sm;
-    Grid g = make_grid(a.sync, &fail_flag);
+    Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag);
+    if (poll_ctl.fail) return;
     if (threadIdx.x == 0) sm.codes[0] = a.code0;
     work_sync();
     // Pass t (1 .. G-1) ends with head t-1, which predicts codebook t. Pass 1 runs positions 0 (the talker
     // hidden) and 1 (codebook 0 embedded with the talker table) together, reading the weights once.
     for (int t = 1; t < G; ++t) {
         const uint16_t* head = a.heads + size_t(t - 1) * V * E;
-        MegaScratch hs = a.s;  // the head reads the last position's hidden
+        const Tagged* head_in = a.s.h;  // the head reads the last position's hidden
         if (t == 1) {
-            VecIn x0{a.talker_hidden, nullptr}, x1{nullptr, a.emb0 + size_t(sm.codes[0]) * a.in_dim};
+            VecIn x0{.f = a.talker_hidden}, x1{.b = a.emb0 + size_t(sm.codes[0]) * a.in_dim};
             if (a.mtp_w) {
-                phase_project2(a, x0, x1, wk);
-                QTTS_GRID_BARRIER(g);
-                x0 = VecIn{a.s.xproj, nullptr};
-                x1 = VecIn{a.s.xproj + E, nullptr};
+                phase_project2(g, a, x0, x1, wk);
+                QTTS_NEXT_PHASE(g);
+                x0 = g.in(a.s.xproj);
+                x1 = g.in(a.s.xproj + E);
             }
             if (!run_layers2(g, st, x0, x1, a.s, wk)) return;
-            hs.h += E;
+            head_in += E;
         } else {
-            VecIn x{nullptr, a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
+            VecIn x{.b = a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
             if (a.mtp_w) {
-                phase_project(a, x, wk);
-                QTTS_GRID_BARRIER(g);
-                x = VecIn{a.s.xproj, nullptr};
+                phase_project(g, a, x, wk);
+                QTTS_NEXT_PHASE(g);
+                x = g.in(a.s.xproj);
             }
             if (!run_layers(g, st, x, t, 1, cfg.max_chunks, a.s, wk)) return;
         }
-        phase_head(st, head, V, a.s.logits, nullptr, hs, wk);
-        QTTS_GRID_BARRIER(g);
+        phase_head(g, st, head, V, nullptr, a.s.logits, nullptr, head_in, wk);
+        QTTS_NEXT_PHASE(g);
         unsigned long long* sub =
             a.sync.trace && g.cta == 0 ? a.sync.trace + size_t(a.sync.trace_cap - 8) * 2 : nullptr;
         stamp(sub, 0);
-        for (int i = threadIdx.x; i < V; i += kMegaThreads) sm.lg[i] = __ldcg(a.s.logits + i);
+        const VecIn logits = g.in(a.s.logits);
+        for (int base = 0; base < V; base += 8 * kMegaThreads) {
+            float v[8];
+            wait_values(logits, base + threadIdx.x, kMegaThreads, V, v);
+#pragma unroll
+            for (int k = 0; k < 8; ++k)
+                if (base + threadIdx.x + k * kMegaThreads < V) sm.lg[base + threadIdx.x + k * kMegaThreads] = v[k];
+        }
         work_sync();
+        poll_done(g.ctl);
         if (threadIdx.x == 0 && a.sampler.repetition_penalty != 1.0f) {
             // HF repetition penalty over the distinct codes this frame generated so far (codebooks 1 .. t-1).
             for (int j = 1; j < t; ++j) {

@@ -52,6 +52,15 @@ __device__ __forceinline__ unsigned long long global_ns() {
 // kernels (threads kMegaThreads and up), which never takes part. Their block sync is named barrier 1.
 __device__ __forceinline__ int work_threads() { return blockDim.x > kMegaThreads ? kMegaThreads : blockDim.x; }
 __device__ __forceinline__ void work_sync() { asm volatile("bar.sync 1, %0;" ::"r"(work_threads()) : "memory"); }
+// work_sync that also returns whether any thread passed p != 0 (every thread gets the same answer).
+__device__ __forceinline__ bool work_sync_or(int p) {
+    int r;
+    asm volatile("{ .reg .pred a, b; setp.ne.s32 a, %1, 0; bar.red.or.pred b, 1, %2, a; selp.s32 %0, 1, 0, b; }"
+                 : "=r"(r)
+                 : "r"(p), "r"(work_threads())
+                 : "memory");
+    return r != 0;
+}
 
 // Sum over the block; every thread gets the same value (warp partials summed in warp order). red: [kWarps].
 __device__ __forceinline__ float block_sum(float v, float* red) {
@@ -73,12 +82,109 @@ __device__ __forceinline__ float block_max(float v, float* red) {
     return r;
 }
 
-// A vector input that is either fp32 (written in this or an earlier launch: read through L2) or bf16.
+// ---- values published between the phases of a persistent launch (no grid barriers) ----
+// Each value carries the tag of the phase that wrote it: fp32 bits in the low word, the tag in the high word,
+// written by one 64-bit relaxed store (single-copy atomic), so a reader that sees the tag sees the value. A
+// reader polls until every value it needs carries the tag it expects (NCCL's low-latency protocol); no fence,
+// no arrival counter, one L2 round trip from the last writer to the reader.
+using Tagged = unsigned long long;
+
+__device__ __forceinline__ void st_tagged(Tagged* p, float v, unsigned tag) {
+    const Tagged x = (Tagged(tag) << 32) | __float_as_uint(v);
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(x) : "memory");
+}
+__device__ __forceinline__ Tagged ld_tagged(const Tagged* p) {
+    Tagged x;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(x) : "l"(p) : "memory");
+    return x;
+}
+__device__ __forceinline__ float tagged_value(Tagged x) { return __uint_as_float(unsigned(x)); }
+__device__ __forceinline__ unsigned tag_of(Tagged x) { return unsigned(x >> 32); }
+
+// Shared state of a CTA's polls: the watchdog (a poll that outlives timeout_ns sets *error, and every poll
+// gives up once *error is set: the launch then ends with garbage values and the host reports the error),
+// and the trace slot the next completed wait stamps (profiling).
+struct PollCtl {
+    int* error;
+    unsigned long long timeout_ns;
+    volatile int fail;                 // this CTA gave up: leave at the next phase boundary
+    unsigned long long* stamp;         // when set, thread 0 writes the time its wait completed and clears it
+};
+
+// Watchdog of a poll loop: true when this CTA must give up (its own timeout, or another CTA's).
+static __device__ __noinline__ bool poll_expired(PollCtl* c, unsigned long long t0) {
+    if (!c->fail && !*(volatile int*)c->error) {
+        if (global_ns() - t0 <= c->timeout_ns) return false;
+        atomicExch(c->error, 1);
+    }
+    c->fail = 1;
+    return true;
+}
+
+// v[k] = the value at p[k] once it carries `tag` (p[k] null: v[k] = 0). All loads are issued before the first
+// check and every retry reloads all values still missing, so a batch costs one round trip per retry, not one
+// per value. Gives up with zeros when the watchdog fires.
+template <int N>
+__device__ __forceinline__ void wait_gather(const Tagged* const (&p)[N], unsigned tag, PollCtl* c, float (&v)[N]) {
+    Tagged x[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) x[k] = p[k] ? ld_tagged(p[k]) : Tagged(tag) << 32;
+    unsigned long long t0 = 0;
+    for (unsigned spin = 0;; ++spin) {
+        bool all = true;
+#pragma unroll
+        for (int k = 0; k < N; ++k) all &= tag_of(x[k]) == tag;
+        if (all) break;
+        if (spin == 0) t0 = global_ns();
+        if ((spin & 63u) == 63u && poll_expired(c, t0)) {
+#pragma unroll
+            for (int k = 0; k < N; ++k) x[k] = Tagged(tag) << 32;
+            break;
+        }
+#pragma unroll
+        for (int k = 0; k < N; ++k)
+            if (tag_of(x[k]) != tag) x[k] = ld_tagged(p[k]);
+    }
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = tagged_value(x[k]);
+}
+
+// Thread 0 records when this CTA's wait for a phase's inputs completed (after the block sync that ends it).
+__device__ __forceinline__ void poll_done(PollCtl* c) {
+    if (c && threadIdx.x == 0 && c->stamp) {
+        *c->stamp = global_ns();
+        c->stamp = nullptr;
+    }
+}
+
+// A vector input: fp32 written before the launch (read through L2), bf16 weights (an embedding row), or
+// tagged values published by another phase of this launch.
 struct VecIn {
     const float* f = nullptr;
     const uint16_t* b = nullptr;
-    __device__ __forceinline__ float operator()(int i) const { return f ? __ldcg(f + i) : bf16_at(b, i); }
+    const Tagged* t = nullptr;
+    unsigned tag = 0;        // the tag the tagged values must carry
+    PollCtl* ctl = nullptr;  // the CTA's poll state (tagged inputs)
+    // Value i without waiting: for launch inputs, and tagged values this CTA wrote itself (its residual rows).
+    __device__ __forceinline__ float operator()(int i) const {
+        return t ? tagged_value(ld_tagged(t + i)) : f ? __ldcg(f + i) : bf16_at(b, i);
+    }
 };
+
+// v[k] = value i0 + k·step of `in` for indices below n (0 elsewhere); tagged values are polled together until
+// each carries in.tag (wait_gather).
+template <int N>
+__device__ __forceinline__ void wait_values(const VecIn& in, int i0, int step, int n, float (&v)[N]) {
+    if (!in.t) {
+#pragma unroll
+        for (int k = 0; k < N; ++k) v[k] = i0 + k * step < n ? in(i0 + k * step) : 0.0f;
+        return;
+    }
+    const Tagged* p[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) p[k] = i0 + k * step < n ? in.t + i0 + k * step : nullptr;
+    wait_gather(p, in.tag, in.ctl, v);
+}
 
 // ---- activation vectors for the tensor-core matvec ----
 // An fp32 activation x is stored as three bf16 parts, x = x1 + x2 + x3 (exact to ~2^-27 relative), so bf16
@@ -106,15 +212,16 @@ __device__ __forceinline__ void store_split(uint16_t* xsp, int K, int k, float v
 __device__ __forceinline__ void norm_to_split(VecIn in, const float* w, int E, float eps, uint16_t* xsp, float* red,
                                               float* out = nullptr) {
     float v[kMaxNormPerThread], wv[kMaxNormPerThread];
+    wait_values(in, threadIdx.x, kMegaThreads, E, v);
     float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < kMaxNormPerThread; ++k) {
         const int i = threadIdx.x + k * kMegaThreads;
-        v[k] = i < E ? in(i) : 0.0f;
         wv[k] = i < E ? w[i] : 0.0f;
         ss = fmaf(v[k], v[k], ss);
     }
     ss = block_sum(ss, red);
+    poll_done(in.ctl);
     const float inv = 1.0f / sqrtf(ss / float(E) + eps);
 #pragma unroll
     for (int k = 0; k < kMaxNormPerThread; ++k) {
@@ -133,11 +240,7 @@ __device__ __forceinline__ void load_to_split(VecIn in, int K, uint16_t* xsp) {
     constexpr int kBatch = 8;
     for (int base = 0; base < K; base += kBatch * kMegaThreads) {
         float v[kBatch];
-#pragma unroll
-        for (int k = 0; k < kBatch; ++k) {
-            const int i = base + threadIdx.x + k * kMegaThreads;
-            v[k] = i < K ? in(i) : 0.0f;
-        }
+        wait_values(in, base + threadIdx.x, kMegaThreads, K, v);
 #pragma unroll
         for (int k = 0; k < kBatch; ++k) {
             const int i = base + threadIdx.x + k * kMegaThreads;
@@ -145,6 +248,7 @@ __device__ __forceinline__ void load_to_split(VecIn in, int K, uint16_t* xsp) {
         }
     }
     work_sync();
+    poll_done(in.ctl);
 }
 
 // Rows of one matvec phase for this CTA: row i is a + i·K for i < n_a, else b + (i - n_a)·K (gate and up
@@ -312,8 +416,8 @@ __device__ __forceinline__ void attend_preload(const float* kbase, const float* 
     for (int i = 0; i < kDimsPerLane; ++i) {
         const int d = lane + 32 * i;
         const bool ok = r.j >= 0 && d < hd;
-        r.k[i] = ok ? kbase[size_t(j) * stride + d] : 0.0f;
-        r.v[i] = ok ? vbase[size_t(j) * stride + d] : 0.0f;
+        r.k[i] = ok ? __ldcg(kbase + size_t(j) * stride + d) : 0.0f;
+        r.v[i] = ok ? __ldcg(vbase + size_t(j) * stride + d) : 0.0f;
     }
 }
 
@@ -335,14 +439,14 @@ __device__ __forceinline__ void attend_block(const float* q, int hd, float scale
     float m = -INFINITY, l = 0.0f;
     for (int j = j0 + warp; j < j1; j += kWarps) {
         float kv[kDimsPerLane], vv[kDimsPerLane];
-        const bool first = j == pre.j;
-        const float* kr = j == jnew ? knew : kbase + size_t(j) * stride;
-        const float* vr = j == jnew ? vnew : vbase + size_t(j) * stride;
+        const bool first = j == pre.j, fresh = j == jnew;
+        const float* kr = kbase + size_t(j) * stride;
+        const float* vr = vbase + size_t(j) * stride;
 #pragma unroll
         for (int i = 0; i < kDimsPerLane; ++i) {
             const int d = lane + 32 * i;
-            kv[i] = first ? pre.k[i] : (d < hd ? kr[d] : 0.0f);
-            vv[i] = first ? pre.v[i] : (d < hd ? vr[d] : 0.0f);
+            kv[i] = first ? pre.k[i] : d >= hd ? 0.0f : fresh ? knew[d] : __ldcg(kr + d);
+            vv[i] = first ? pre.v[i] : d >= hd ? 0.0f : fresh ? vnew[d] : __ldcg(vr + d);
         }
         float sc = 0.0f;
 #pragma unroll

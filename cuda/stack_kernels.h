@@ -53,30 +53,32 @@ struct StackDev {
     QTTS_HD int kv_dim() const { return n_kv_head * head_dim; }
 };
 
-// Single-position scratch of one backend instance (fp32, device).
+// Single-position scratch of one backend instance (device). The vectors one phase of a launch writes and the
+// next reads are tagged: 64-bit words of fp32 bits (low) and the tag of the writing phase (high), see
+// stack_device.cuh.
 struct MegaScratch {
-    float* h = nullptr;       // [E] residual stream
-    float* qkv = nullptr;     // [q_dim + 2 kv_dim]
-    float* part = nullptr;    // [n_head][max_chunks][2 + hd] attention partials (max, sum, acc)
-    float* attn = nullptr;    // [q_dim] attention output (partials combined by the last CTA of each head)
-    int* head_done = nullptr; // [n_head] chunks finished in this layer; reset to 0 by the combining CTA
-    float* act = nullptr;     // [F] SwiGLU output
-    float* logits = nullptr;  // [vocab] (predictor: per-codebook logits read back by every CTA)
-    float* xproj = nullptr;   // [E] small_to_mtp_projection output (1.7B predictor)
+    unsigned long long* h = nullptr;       // [E] residual stream
+    unsigned long long* qkv = nullptr;     // [q_dim + 2 kv_dim]
+    float* part = nullptr;                 // [n_head][max_chunks][2 + hd] attention partials (max, sum, acc)
+    unsigned long long* attn = nullptr;    // [q_dim] attention output (partials combined by the last CTA of each head)
+    int* head_done = nullptr;              // [n_layer][n_head] chunks finished; reset to 0 by the combining CTA
+    unsigned long long* act = nullptr;     // [F] SwiGLU output
+    unsigned long long* logits = nullptr;  // [vocab] (predictor: per-codebook logits read back by every CTA)
+    unsigned long long* xproj = nullptr;   // [E] small_to_mtp_projection output (1.7B predictor)
 };
 
-// Grid-barrier state owned by one backend instance; never reset between launches (monotonic epochs).
+// Phase-ordering state owned by one backend instance; never reset between launches (monotonic epochs).
 struct GridSync {
-    unsigned* counter = nullptr;  // arrivals so far (mod 2^32)
-    unsigned* epoch = nullptr;    // barriers completed by all previous launches
+    unsigned* counter = nullptr;  // grid-barrier arrivals so far (mod 2^32; MegaLaunch::barriers only)
+    unsigned* epoch = nullptr;    // phases completed by all previous launches (the next phase's tag is epoch + 1)
     int* error = nullptr;         // 1 after a watchdog timeout: the instance is unusable
     unsigned long long timeout_ns = 2'000'000'000ull;
     // Optional phase trace (profiling): [n_cta][trace_cap][2] %globaltimer ns; slot 0 holds the CTA's start,
-    // slot b >= 1 the arrival at and the departure from the b-th barrier of the launch.
+    // slot b >= 1 the end of the b-th phase of the launch and the moment the CTA had the inputs of the next.
     unsigned long long* trace = nullptr;
     int trace_cap = 0;
     unsigned backoff_ns = 0;  // __nanosleep between polls of the barrier counter (0: spin)
-    int stall_cta = -1;       // tests only: this CTA never arrives at a barrier, so the watchdog must fire
+    int stall_cta = -1;       // tests only: this CTA never publishes anything, so the watchdog must fire
 };
 
 struct MegaLaunch {
@@ -86,6 +88,7 @@ struct MegaLaunch {
     int ring_bytes = 0;      // the weight ring: the shared memory left after the other regions
     int cp_async = 0;        // 1: the producer copies with 16-byte cp.async instead of bulk copies (tests)
     int pace_bytes = 0;      // > 0: bulk copies in batches of about this many bytes, two in flight
+    int barriers = 0;        // 1: a grid barrier at every phase boundary as well (comparison runs)
 };
 
 struct TalkerStepArgs {

@@ -109,8 +109,9 @@ TEST_CASE("CudaTalker: prefill restarts the sequence") {
 
 // The weight ring's copy method and its size change where and when rows land, never the arithmetic: unpaced
 // bulk copies, the pre-Hopper cp.async path and a 4 KB ring (every phase cut into several chunks, the ring
-// wrapping many times per launch) must give the default (paced bulk copies) ring's bits.
-TEST_CASE("the weight ring: unpaced, cp.async copies and a small ring give the default ring's bits") {
+// wrapping many times per launch) must give the default (paced bulk copies) ring's bits. So must grid
+// barriers at every phase boundary on top of the tagged values (when a phase starts, its inputs are all there).
+TEST_CASE("the weight ring and the phase ordering: unpaced, cp.async copies, a small ring and grid barriers give the default's bits") {
     const auto model = tiny(Device::cpu);
     const auto& c = model->config();
     const int64_t E = c.talker.stack.n_embd, G = c.talker.num_code_groups;
@@ -119,7 +120,8 @@ TEST_CASE("the weight ring: unpaced, cp.async copies and a small ring give the d
                                                      {.ring_cp_async = true},
                                                      {.test_ring_bytes = 4096},
                                                      {.ring_cp_async = true, .test_ring_bytes = 4096},
-                                                     {.ring_pace_kb = 1, .test_ring_bytes = 4096}};
+                                                     {.ring_pace_kb = 1, .test_ring_bytes = 4096},
+                                                     {.grid_barriers = true}};
     std::vector<std::vector<float>> logits;
     std::vector<std::vector<int32_t>> codes;
     for (const auto& opt : variants) {

@@ -1,4 +1,4 @@
-// GPU faults (CTest label gpu): a grid barrier that never completes becomes a GpuError within a bounded time
+// GPU faults (CTest label gpu): a CTA that never publishes its values becomes a GpuError within a bounded time
 // and leaves the instance unusable; running out of GPU memory at load and at run time is a GpuError naming
 // it, never a crash; `--device auto` falls back to the CPU engine when the GPU engine cannot be built.
 #include <doctest/doctest.h>
@@ -50,7 +50,7 @@ private:
 
 }  // namespace
 
-TEST_CASE("a stalled grid barrier becomes a GpuError within the watchdog time and the instance stays unusable") {
+TEST_CASE("a CTA that never publishes becomes a GpuError within the watchdog time and the instance stays unusable") {
     if (cuda::device_count() == 0) return;
     const auto model = tiny_on(Device::cpu);
     const int64_t E = model->config().talker.stack.n_embd;
@@ -59,7 +59,7 @@ TEST_CASE("a stalled grid barrier becomes a GpuError within the watchdog time an
     b.talker->prefill(embeds, 3);
     const auto t0 = std::chrono::steady_clock::now();
     CHECK_THROWS_WITH_AS(b.talker->step(std::span(embeds).first(size_t(E))),
-                         doctest::Contains("megakernel stopped at a grid barrier (watchdog timeout)"), GpuError);
+                         doctest::Contains("megakernel stopped waiting for another CTA (watchdog timeout)"), GpuError);
     CHECK(seconds_since(t0) < 10.0);  // 0.2 s watchdog; the bound only proves "no hang"
     CHECK_THROWS_AS(b.talker->step(std::span(embeds).first(size_t(E))), GpuError);
 
@@ -68,7 +68,7 @@ TEST_CASE("a stalled grid barrier becomes a GpuError within the watchdog time an
     CHECK_THROWS_WITH_AS(b.predictor->predict(hidden, codes, SamplerSettings{}, CounterRng(0), 0),
                          doctest::Contains("code predictor megakernel stopped"), GpuError);
 
-    // A fresh instance is unaffected: the barrier words belong to each instance.
+    // A fresh instance is unaffected: the sync words belong to each instance.
     Backends fresh = cuda::make_backends(model->config(), model->weights());
     fresh.talker->prefill(embeds, 3);
     fresh.talker->step(std::span(embeds).first(size_t(E)));
