@@ -17,7 +17,7 @@ struct CudaOptions {
     int max_chunks = 8;         // most attention chunks per head in a decode step (fewer when CTAs are few)
     bool ring_cp_async = false; // weight ring copies with cp.async (the pre-Hopper path) instead of bulk copies
     double timeout_s = 2.0;     // watchdog: a CTA waiting longer than this for another's values fails with GpuError
-    unsigned backoff_ns = 0;    // sleep between polls of a grid barrier (grid_barriers only; 0: spin)
+    unsigned backoff_ns = 0;    // sleep between polls for another CTA's values or a grid barrier (0: spin)
     bool trace = false;         // record per-CTA phase end / next-input times (CudaTimed::trace_report)
     int test_stall_cta = -1;    // tests only: this CTA never publishes anything (proves the watchdog)
     int ring_pace_kb = 8;       // weight ring: bulk copies in batches of this many KB, two in flight (0: whole

@@ -624,6 +624,7 @@ __device__ Grid make_grid(const GridSync& sync, const MegaLaunch& cfg, PollCtl* 
     if (threadIdx.x == 0) {
         ctl->error = sync.error;
         ctl->timeout_ns = sync.timeout_ns;
+        ctl->backoff_ns = sync.backoff_ns;
         ctl->fail = 0;
         ctl->stamp = nullptr;
     }
@@ -862,11 +863,13 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
     for (int i = threadIdx.x; i < n; i += kMegaThreads) mloc = fmaxf(mloc, lg[i]);
     const float mx = block_max(mloc, sm.red);
     if (mx == -INFINITY) return 0;
+    // Only the values top-k / top-p left finite need the (slow) fp64 exp; the others have probability 0.
     int cnt = 0;
-    for (int i = i0; i < i1; ++i) cnt += exp(double(lg[i] - mx)) > 0.0;
+    for (int i = i0; i < i1; ++i) cnt += lg[i] != -INFINITY && exp(double(lg[i] - mx)) > 0.0;
     int m = 0;
     int off = block_exclusive_scan(cnt, sm.ired, &m);
     for (int i = i0; i < i1; ++i) {
+        if (lg[i] == -INFINITY) continue;
         const double p = exp(double(lg[i] - mx));
         if (p > 0.0) sm.cidx[off] = i, sm.cp[off] = p, ++off;
     }

@@ -107,6 +107,7 @@ __device__ __forceinline__ unsigned tag_of(Tagged x) { return unsigned(x >> 32);
 struct PollCtl {
     int* error;
     unsigned long long timeout_ns;
+    unsigned backoff_ns;               // sleep between retries (0: spin)
     volatile int fail;                 // this CTA gave up: leave at the next phase boundary
     unsigned long long* stamp;         // when set, thread 0 writes the time its wait completed and clears it
 };
@@ -141,6 +142,7 @@ __device__ __forceinline__ void wait_gather(const Tagged* const (&p)[N], unsigne
             for (int k = 0; k < N; ++k) x[k] = Tagged(tag) << 32;
             break;
         }
+        if (c->backoff_ns) __nanosleep(c->backoff_ns);
 #pragma unroll
         for (int k = 0; k < N; ++k)
             if (tag_of(x[k]) != tag) x[k] = ld_tagged(p[k]);
@@ -212,14 +214,15 @@ __device__ __forceinline__ void store_split(uint16_t* xsp, int K, int k, float v
 __device__ __forceinline__ void norm_to_split(VecIn in, const float* w, int E, float eps, uint16_t* xsp, float* red,
                                               float* out = nullptr) {
     float v[kMaxNormPerThread], wv[kMaxNormPerThread];
+#pragma unroll
+    for (int k = 0; k < kMaxNormPerThread; ++k) {  // the weights first: their loads overlap the wait for x
+        const int i = threadIdx.x + k * kMegaThreads;
+        wv[k] = i < E ? __ldg(w + i) : 0.0f;
+    }
     wait_values(in, threadIdx.x, kMegaThreads, E, v);
     float ss = 0.0f;
 #pragma unroll
-    for (int k = 0; k < kMaxNormPerThread; ++k) {
-        const int i = threadIdx.x + k * kMegaThreads;
-        wv[k] = i < E ? w[i] : 0.0f;
-        ss = fmaf(v[k], v[k], ss);
-    }
+    for (int k = 0; k < kMaxNormPerThread; ++k) ss = fmaf(v[k], v[k], ss);
     ss = block_sum(ss, red);
     poll_done(in.ctl);
     const float inv = 1.0f / sqrtf(ss / float(E) + eps);

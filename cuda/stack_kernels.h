@@ -77,7 +77,7 @@ struct GridSync {
     // slot b >= 1 the end of the b-th phase of the launch and the moment the CTA had the inputs of the next.
     unsigned long long* trace = nullptr;
     int trace_cap = 0;
-    unsigned backoff_ns = 0;  // __nanosleep between polls of the barrier counter (0: spin)
+    unsigned backoff_ns = 0;  // __nanosleep between polls of tagged values or the barrier counter (0: spin)
     int stall_cta = -1;       // tests only: this CTA never publishes anything, so the watchdog must fire
 };
 
