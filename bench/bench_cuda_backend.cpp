@@ -151,11 +151,6 @@ int main(int argc, char** argv) {
         configs.push_back({"traced", {.trace = true}});
         configs.push_back({"cp.async ring", {.ring_cp_async = true}});
         configs.push_back({"unpaced ring", {.ring_pace_kb = 0}});
-        configs.push_back({"ring paced 16 KB", {.ring_pace_kb = 16}});
-        configs.push_back({"ring paced 32 KB", {.ring_pace_kb = 32}});
-        configs.push_back({"poll backoff 100 ns", {.backoff_ns = 100}});
-        configs.push_back({"attention chunks <= 4", {.max_chunks = 4}});
-        configs.push_back({"attention chunks 1", {.max_chunks = 1}});
         configs.push_back({"grid barriers", {.grid_barriers = true}});
         configs.push_back({"traced, grid barriers", {.trace = true, .grid_barriers = true}});
     }
