@@ -4,9 +4,11 @@
 # with tests, builds, runs `ctest -L gpu` and the benchmark. Logs go to $OUT (default /tmp/qtts-out).
 # Usage: bash scripts/device_build_and_test.sh [bench args...]
 #   Env: OUT, BUILD_DIR (build-device), JOBS (nproc), ARCHS (90), SKIP_TESTS=1, SKIP_BENCH=1, NCU=1 (profile),
+#        QTTS_REV (the commit measured, printed by `qtts bench`; write the hash into the run command, e.g.
+#        QTTS_REV=68918f7 bash scripts/...: the copy here has no usable git history, so it is "unknown" otherwise),
 #        TARGETS (default: qtts_cuda_tests bench_cuda_backend; add qtts for the CLI),
 #        SOAK=N (also build qtts_soak and synthesize N utterances on random 0.6B weights),
-#        SANITIZE=1 (compute-sanitizer memcheck, racecheck and synccheck on qtts_cuda_tests; SANITIZE_ARGS:
+#        SANITIZE=1 (compute-sanitizer memcheck, racecheck and synccheck on qtts_cuda_tests; SANITIZE_TOOLS to pick; SANITIZE_ARGS:
 #        doctest filters, e.g. -tce='*full-size*'), E2E=1 (qtts bench, random 0.6B, vocoder chunks 1, 4 and the 1-8 ramp)
 # From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
 set -uo pipefail
@@ -38,7 +40,7 @@ log "tools: $(nvcc --version | tail -1); $(cmake --version | head -1); $(g++ --v
 t0=$(date +%s)
 configure_build() {  # $1: build dir
   cmake -S . -B "$1" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DQTTS_BUILD_TESTS=ON \
-    -DQTTS_CUDA_ARCHITECTURES="${ARCHS:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
+    -DQTTS_CUDA_ARCHITECTURES="${ARCHS:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DQTTS_GIT_REVISION="${QTTS_REV:-unknown}" \
     -DCMAKE_PREFIX_PATH="$deps/usr" -Dfmt_DIR="$lib/cmake/fmt" \
     -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json" -DCLI11_DIR="$deps/usr/share/cmake/CLI11" \
     -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include" >"$out/configure.log" 2>&1 \
@@ -67,7 +69,7 @@ if [ "${SOAK:-0}" != 0 ]; then
   log "soak exit ${PIPESTATUS[0]}"
 fi
 if [ "${SANITIZE:-0}" = 1 ]; then
-  for tool in memcheck racecheck synccheck; do
+  for tool in ${SANITIZE_TOOLS:-memcheck racecheck synccheck}; do
     timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 9 "$build/qtts_cuda_tests" ${SANITIZE_ARGS:-} >"$out/sanitize_$tool.log" 2>&1
     log "compute-sanitizer $tool exit $? ($(grep -cE '^========= (Invalid|Race|Barrier|Error)' "$out/sanitize_$tool.log") reports): $(tail -1 "$out/sanitize_$tool.log")"
   done
