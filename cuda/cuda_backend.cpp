@@ -212,7 +212,8 @@ MegaLaunch with_launch_options(MegaLaunch m, const CudaOptions& o) {
     return m;
 }
 
-// Barrier trace of one persistent launch: [n_cta][cap][2] ns (slot 0: start; b >= 1: arrive, depart).
+// Phase trace of one persistent launch: [n_cta][cap][2] ns (slot 0: start; b >= 1: end of phase b, and the
+// moment the CTA had the inputs of phase b + 1).
 class PhaseTrace {
 public:
     void init(bool on, int n_cta) {

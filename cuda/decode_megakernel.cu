@@ -80,7 +80,7 @@ QTTS_HD inline int max_k_of(const StackDev& st, int in_dim) {
     return mx(mx(st.n_embd, st.q_dim()), mx(st.n_ff, in_dim));
 }
 
-// ---- grid barrier ----
+// ---- phase ordering (tagged values; grid barriers optional) ----
 __device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
     unsigned v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");

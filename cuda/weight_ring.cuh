@@ -1,7 +1,7 @@
 // Weight ring of the persistent decode kernels. One producer warp per CTA copies every weight row the CTA
 // will use during the launch, in order, into a byte ring in shared memory: TMA bulk copies on sm_90+
 // (cp.async 16-byte copies before that, or when forced for testing). Weights never depend on activations, so
-// the producer runs ahead through grid barriers, attention and sampling, bounded only by ring space; the
+// the producer runs ahead through phase ends, attention and sampling, bounded only by ring space; the
 // consumer warps wait for a chunk's mbarrier, multiply with tensor cores (mma_chunk) and release the space.
 //
 // A phase's rows are cut into chunks of at most ring_chunk_rows rows; chunk i of the launch uses slot
