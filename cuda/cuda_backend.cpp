@@ -233,7 +233,7 @@ public:
         std::vector<unsigned long long> t(buf_.size());
         QTTS_CUDA_CHECK(cudaMemcpy(t.data(), buf_.get(), buf_.bytes(), cudaMemcpyDeviceToHost));
         const auto at = [&](int c, int b, int k) { return double(t[(size_t(c) * kCap + b) * 2 + k]); };
-        struct Acc { double n = 0, work_mean = 0, work_max = 0, release = 0, cycle = 0; };
+        struct Acc { double n = 0, work_mean = 0, work_max = 0, handoff = 0, cycle = 0; };
         std::vector<Acc> acc(names.size());
         const int nb = std::min(int(cls.size()), kCap - 1);
         for (int b = 1; b <= nb; ++b) {
@@ -250,7 +250,7 @@ public:
             a.n += 1;
             a.work_mean += wsum / n_cta_;
             a.work_max += wmax;
-            a.release += last_depart - last_arrive;
+            a.handoff += last_depart - last_arrive;
             a.cycle += last_depart - prev_depart;
         }
         report_ = fmt::format("{:<12} {:>5} {:>10} {:>10} {:>10} {:>10}  (us, means over occurrences)\n", "phase", "n",
@@ -261,7 +261,7 @@ public:
             if (a.n == 0) continue;
             total += a.cycle / 1e3;
             report_ += fmt::format("{:<12} {:>5} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.2f}\n", names[k], a.n,
-                                   a.work_mean / a.n / 1e3, a.work_max / a.n / 1e3, a.release / a.n / 1e3,
+                                   a.work_mean / a.n / 1e3, a.work_max / a.n / 1e3, a.handoff / a.n / 1e3,
                                    a.cycle / a.n / 1e3);
         }
         report_ += fmt::format("sum of cycles: {:.1f} us over {} phases\n", total, nb);
