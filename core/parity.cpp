@@ -46,7 +46,9 @@ std::vector<T> number_list(const json& j, const std::string& where, const char* 
                                              std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
             out.push_back(T(v.get<int64_t>()));
         } else {
-            if (!v.is_number()) throw InputError(fmt::format("{}: field '{}' must hold numbers", where, key));
+            // 1e300 would become inf in float and poison every comparison downstream.
+            if (!v.is_number() || !(std::abs(v.get<double>()) <= double(std::numeric_limits<T>::max())))
+                throw InputError(fmt::format("{}: field '{}' must hold finite {}-bit numbers", where, key, 8 * sizeof(T)));
             out.push_back(T(v.get<double>()));
         }
     }
@@ -81,7 +83,9 @@ ReferenceFile parse_reference(std::string_view json_text, const std::string& sou
         ReferenceItem item;
         item.text = f.need("text", json::value_t::string).get<std::string>();
         item.language = f.j.contains("language") ? f.need("language", json::value_t::string).get<std::string>() : "auto";
-        item.non_streaming_text = f.j.value("non_streaming_text", false);
+        // need() rather than json::value(): value() throws nlohmann's type_error on a non-boolean.
+        item.non_streaming_text =
+            f.j.contains("non_streaming_text") && f.need("non_streaming_text", json::value_t::boolean).get<bool>();
         item.input_ids = number_list<int32_t>(f.need("input_ids", json::value_t::array), where, "input_ids");
         const json& codes = f.need("codes", json::value_t::array);
         if (codes.empty()) throw InputError(fmt::format("{}: field 'codes' is empty", where));

@@ -84,6 +84,20 @@ TEST_CASE("fuzz regression: reference integers must be integers in range") {
     CHECK(reference_error(head + "[2147483647, -2147483648]}]}") == "no error");
 }
 
+// fuzz_parity (CI run, 32 s): "non_streaming_text": 1 went through json::value<bool>(), whose type_error
+// escaped parse_reference as a non-qtts exception (std::terminate in the fuzzer, a crash in `qtts parity`).
+TEST_CASE("fuzz regression: reference fields of the wrong type are InputErrors") {
+    const std::string head = R"({"items":[{"text":"Hi","codes":[[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]],"input_ids":[1])";
+    CHECK(reference_error(head + R"(,"non_streaming_text":1}]})") ==
+          "ref.json: item 0: field 'non_streaming_text' has the wrong type");
+    CHECK(reference_error(head + R"(,"non_streaming_text":"yes"}]})") ==
+          "ref.json: item 0: field 'non_streaming_text' has the wrong type");
+    CHECK(reference_error(head + R"(,"non_streaming_text":true}]})") == "no error");
+    // Float fields: a value beyond float range would silently become inf.
+    CHECK(reference_error(head + R"(,"wav":[0.5, 1e300]}]})") == "ref.json: item 0: field 'wav' must hold finite 32-bit numbers");
+    CHECK(reference_error(head + R"(,"wav":[-3.4e38, 3.4e38]}]})") == "no error");
+}
+
 // The harness's one-line-message check (fuzz/fuzz_util.h) on a hand-made input: a tensor or language name
 // holding a newline was copied raw into the error message, splitting the `error:` line.
 TEST_CASE("fuzz regression: names with control characters are refused with an escaped one-line message") {
