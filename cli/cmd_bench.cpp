@@ -79,9 +79,10 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
 
     std::vector<Metric> m = {{"time to first audio", "ms", {}},    {"real-time factor", "", {}},
                              {"frames per second", "1/s", {}},     {"tokenize", "ms", {}},
-                             {"prefill", "ms", {}},                {"talker step", "ms", {}},
-                             {"code predictor / frame", "ms", {}}, {"vocoder / frame", "ms", {}},
-                             {"host overhead / frame", "ms", {}},  {"total", "ms", {}}};
+                             {"text projection", "ms", {}},        {"prefill", "ms", {}},
+                             {"talker step", "ms", {}},            {"code predictor / frame", "ms", {}},
+                             {"vocoder / frame", "ms", {}},        {"host overhead / frame", "ms", {}},
+                             {"total", "ms", {}}};
     int64_t prompt_len = 0;
     for (int64_t r = 0; r < o.reps; ++r) {
         if (g_signal.load()) throw Interrupted("interrupted");
@@ -89,18 +90,18 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
         const StageTimes& t = res.times;
         const double audio_s = double(res.audio.size()) / double(c.vocoder.sample_rate);
         const double frames = double(res.n_frames);
-        const double stages = t.tokenize_s + t.prefill_s + t.talker_s + t.predictor_s + t.vocoder_s;
+        const double stages = t.tokenize_s + t.text_s + t.prefill_s + t.talker_s + t.predictor_s + t.vocoder_s;
         prompt_len = int64_t(res.text_ids.size());
-        m[0].samples.push_back(t.first_audio_s * 1e3);
-        m[1].samples.push_back(t.total_s / audio_s);
-        m[2].samples.push_back(frames / t.total_s);
-        m[3].samples.push_back(t.tokenize_s * 1e3);
-        m[4].samples.push_back(t.prefill_s * 1e3);
-        m[5].samples.push_back(t.talker_steps ? t.talker_s * 1e3 / double(t.talker_steps) : 0.0);
-        m[6].samples.push_back(t.predictor_s * 1e3 / frames);
-        m[7].samples.push_back(t.vocoder_s * 1e3 / frames);
-        m[8].samples.push_back((t.total_s - stages) * 1e3 / frames);
-        m[9].samples.push_back(t.total_s * 1e3);
+        const double sample[] = {t.first_audio_s * 1e3,  t.total_s / audio_s,
+                                 frames / t.total_s,     t.tokenize_s * 1e3,
+                                 t.text_s * 1e3,         t.prefill_s * 1e3,
+                                 t.talker_steps ? t.talker_s * 1e3 / double(t.talker_steps) : 0.0,
+                                 t.predictor_s * 1e3 / frames,
+                                 t.vocoder_s * 1e3 / frames,
+                                 (t.total_s - stages) * 1e3 / frames,
+                                 t.total_s * 1e3};
+        QTTS_CHECK(m.size() == std::size(sample), "bench: {} metrics, {} samples", m.size(), std::size(sample));
+        for (size_t i = 0; i < m.size(); ++i) m[i].samples.push_back(sample[i]);
     }
 
     // Bandwidth: bytes each stage must stream per step vs the time it took.
@@ -111,7 +112,7 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
     const double predictor_gb = double(predictor_frame_bytes(c, weight_bytes)) / 1e9;
     const std::string device = session.backend_name();
     const double peak = o.peak_gbps > 0 ? o.peak_gbps : known_peak_gbps(device);
-    const Summary talker = summarize(m[5].samples), predictor = summarize(m[6].samples);
+    const Summary talker = summarize(m[6].samples), predictor = summarize(m[7].samples);
 
     fmt::print("qtts bench: {} | {} | {} frames × {} reps (+{} warmup) | {} | rev {}\n", model->description(),
                c.summary(), o.frames, o.reps, o.warmup, device, QTTS_GIT_REVISION);

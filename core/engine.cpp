@@ -194,6 +194,7 @@ Session::Session(std::shared_ptr<const Model> model) : model_(std::move(model)) 
         predictor_ = make_cpu_predictor(model_->weights());
     }
     if (!vocoder_) vocoder_ = std::make_unique<VocoderStream>(model_->vocoder());
+    overlap_text_projection_ = talker_->name() != "cpu";
 }
 
 std::string Session::backend_name() const { return talker_->name(); }
@@ -258,16 +259,18 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
                           .non_streaming_text = req.non_streaming_text});
     const int64_t L = int64_t(plan.prefill.size()), T = int64_t(plan.trailing_text.size());
     // Text vectors of the prefill positions (rows 0..L-1, which become the prefill input), the trailing text
-    // (rows L..L+T-1) and the pad (row L+T), in one batched projection.
+    // (rows L..L+T-1) and the pad (row L+T). Step 0's row comes with the prefill rows; on a GPU engine the
+    // rest is projected on the host while the GPU works (the CPU engine needs every core itself).
     std::vector<int64_t> text_ids;
     for (const PrefillPosition& pos : plan.prefill) text_ids.push_back(pos.text_id);
     text_ids.insert(text_ids.end(), plan.trailing_text.begin(), plan.trailing_text.end());
     text_ids.push_back(c.tts_pad_token_id);
-    std::vector<float> text_vecs(text_ids.size() * size_t(E));
-    model_->weights().text_vectors(model_->store(), text_ids, text_vecs.data());
+    TextTrack text_track(model_->weights(), model_->store(), std::move(text_ids), L + 1, overlap_text_projection_);
+    std::vector<float> prefill_in(size_t(L * E));
     for (int64_t i = 0; i < L; ++i) {
         const PrefillPosition& pos = plan.prefill[size_t(i)];
-        float* row = &text_vecs[size_t(i * E)];
+        float* row = &prefill_in[size_t(i * E)];
+        std::copy_n(text_track.row(i), E, row);
         const float* codec = pos.codec_id >= 0             ? model_->weights().codebook_row(0, pos.codec_id)
                              : pos.codec_id == kSpeakerVector ? req.speaker_embedding->data()
                                                               : nullptr;
@@ -276,7 +279,7 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
     }
 
     auto t0 = std::chrono::steady_clock::now();
-    talker_->prefill(std::span<const float>(text_vecs).first(size_t(L * E)), L);
+    talker_->prefill(prefill_in, L);
     res.times.prefill_s = seconds_since(t0);
 
     VocoderBackend& vocoder = *vocoder_;
@@ -344,7 +347,7 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
             const float* row = model_->weights().codebook_row(k, frame[size_t(k)]);
             for (int64_t d = 0; d < E; ++d) next[size_t(d)] += row[d];
         }
-        const float* text_part = &text_vecs[size_t((L + std::min(g, T)) * E)];  // trailing text, then the pad
+        const float* text_part = text_track.row(L + std::min(g, T));  // trailing text, then the pad
         for (int64_t d = 0; d < E; ++d) next[size_t(d)] += text_part[d];
         t0 = std::chrono::steady_clock::now();
         talker_->step(next);
@@ -352,6 +355,7 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         ++res.times.talker_steps;
     }
     flush_vocoder();
+    res.times.text_s = text_track.wait_s();
     res.times.total_s = seconds_since(t_start);
     return res;
 }

@@ -98,6 +98,7 @@ std::string_view stop_reason_name(StopReason reason);
 
 struct StageTimes {
     double tokenize_s = 0, prefill_s = 0, talker_s = 0, predictor_s = 0, vocoder_s = 0, total_s = 0;
+    double text_s = 0;  // text projection on the request's thread (the rows before the prefill + any wait)
     double first_audio_s = -1;  // from the call to the first decoded samples
     int64_t talker_steps = 0;
 };
@@ -158,6 +159,7 @@ private:
     std::unique_ptr<TalkerBackend> talker_;
     std::unique_ptr<PredictorBackend> predictor_;
     std::unique_ptr<VocoderBackend> vocoder_;  // GPU one from the factory, else the CPU VocoderStream
+    bool overlap_text_projection_ = false;     // project most text rows in the background (GPU engines)
 };
 
 }  // namespace qtts

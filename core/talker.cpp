@@ -1,5 +1,10 @@
 #include "core/talker.h"
 
+#include <algorithm>
+#include <chrono>
+
+#include <omp.h>
+
 #include "core/error.h"
 #include "core/ops.h"
 
@@ -54,6 +59,47 @@ void ModelWeights::text_vectors(const TensorStore& store, std::span<const int64_
     ops::linear(t.text_fc1_w, &t.text_fc1_b, rows.data(), n, mid.data());
     for (float& v : mid) v = ops::silu(v);
     ops::linear(t.text_fc2_w, &t.text_fc2_b, mid.data(), n, out);
+}
+
+TextTrack::TextTrack(const ModelWeights& weights, const TensorStore& store, std::vector<int64_t> ids, int64_t first,
+                     bool background)
+    : ids_(std::move(ids)), first_(std::clamp<int64_t>(first, 0, int64_t(ids_.size()))),
+      width_(weights.talker.text_fc2_w.dim(0)), vecs_(ids_.size() * size_t(width_)) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto project = [this, &weights, &store](int64_t begin, int64_t end) {
+        if (begin < end)
+            weights.text_vectors(store, std::span(ids_).subspan(size_t(begin), size_t(end - begin)),
+                                 vecs_.data() + size_t(begin * width_));
+    };
+    if (background) {
+        project(0, first_);
+        // Rows [first_, n) are written only by the task and read only after rest_.get().
+        // One core fewer than usual for its team: the request's thread keeps launching GPU work meanwhile.
+        const int threads = std::max(1, omp_get_max_threads() - 1);
+        if (first_ < rows())
+            rest_ = std::async(std::launch::async, [project, threads, this] {
+                omp_set_num_threads(threads);  // this thread's own setting
+                project(first_, rows());
+            });
+    } else {
+        project(0, rows());
+        first_ = rows();
+    }
+    wait_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+TextTrack::~TextTrack() {
+    if (rest_.valid()) rest_.wait();
+}
+
+const float* TextTrack::row(int64_t i) {
+    QTTS_CHECK(i >= 0 && i < rows(), "text track row {} of {}", i, rows());
+    if (i >= first_ && rest_.valid()) {
+        const auto t0 = std::chrono::steady_clock::now();
+        rest_.get();  // rethrows the task's error; invalidates rest_, so later rows do not wait
+        wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    return vecs_.data() + size_t(i * width_);
 }
 
 const float* ModelWeights::codebook_row(int64_t k, int64_t code) const {

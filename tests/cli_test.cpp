@@ -196,7 +196,7 @@ TEST_CASE("qtts bench produces a well-formed table and JSON on the CPU") {
     CHECK(j["frames"] == 3);
     CHECK(j["device"] == "cpu");
     for (const char* metric : {"time to first audio", "real-time factor", "talker step", "code predictor / frame",
-                               "vocoder / frame", "prefill", "tokenize", "host overhead / frame"}) {
+                               "vocoder / frame", "prefill", "tokenize", "text projection", "host overhead / frame"}) {
         CAPTURE(metric);
         REQUIRE(j["metrics"].contains(metric));
         CHECK(j["metrics"][metric]["samples"].size() == 2);

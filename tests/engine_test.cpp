@@ -139,3 +139,34 @@ TEST_CASE("engine: literal special tokens in user text are spoken, not obeyed") 
 }
 
 }  // namespace qtts
+
+namespace qtts {
+
+// The text track projects most rows on another thread for GPU engines; the CPU engine (these tests) projects
+// them all up front. Both must give text_vectors' rows bit for bit, since every row is computed as alone.
+TEST_CASE("text track: background rows equal the batched projection; errors surface at the row") {
+    const Model& m = *tiny_model();
+    const std::vector<int64_t> ids = {9707, 11, 1879, 0, 151671, 42, 151643};
+    const int64_t E = m.config().talker.stack.n_embd;
+    std::vector<float> expected(ids.size() * size_t(E));
+    m.weights().text_vectors(m.store(), ids, expected.data());
+    for (const bool background : {false, true})
+        for (const int64_t first : {0, 1, 3, 7, 9}) {
+            CAPTURE(background);
+            CAPTURE(first);
+            TextTrack track(m.weights(), m.store(), ids, first, background);
+            REQUIRE(track.rows() == int64_t(ids.size()));
+            for (int64_t i = int64_t(ids.size()) - 1; i >= 0; --i)  // a late row first: waits for the batch
+                CHECK(std::equal(expected.begin() + i * E, expected.begin() + (i + 1) * E, track.row(i)));
+            CHECK(track.wait_s() > 0.0);
+            CHECK_THROWS_WITH(track.row(int64_t(ids.size())), doctest::Contains("text track row 7 of 7"));
+        }
+    // A bad id in the background batch: the constructor returns, the error comes with its first row.
+    const int64_t vocab = m.config().talker.text_vocab_size;
+    TextTrack bad(m.weights(), m.store(), {1, 2, vocab}, 2, true);
+    CHECK(bad.row(1) != nullptr);
+    const std::string message = fmt::format("text id {} out of range", vocab);
+    CHECK_THROWS_WITH(bad.row(2), doctest::Contains(message.c_str()));
+}
+
+}  // namespace qtts
