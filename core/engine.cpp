@@ -195,6 +195,7 @@ Session::Session(std::shared_ptr<const Model> model) : model_(std::move(model)) 
     }
     if (!vocoder_) vocoder_ = std::make_unique<VocoderStream>(model_->vocoder());
     overlap_text_projection_ = talker_->name() != "cpu";
+    template_text_ = TextRowCache(model_->weights(), model_->store(), prompt_template_text_ids(model_->config()));
 }
 
 std::string Session::backend_name() const { return talker_->name(); }
@@ -265,7 +266,8 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
     for (const PrefillPosition& pos : plan.prefill) text_ids.push_back(pos.text_id);
     text_ids.insert(text_ids.end(), plan.trailing_text.begin(), plan.trailing_text.end());
     text_ids.push_back(c.tts_pad_token_id);
-    TextTrack text_track(model_->weights(), model_->store(), std::move(text_ids), L + 1, overlap_text_projection_);
+    TextTrack text_track(model_->weights(), model_->store(), std::move(text_ids), L + 1, overlap_text_projection_,
+                         &template_text_);
     std::vector<float> prefill_in(size_t(L * E));
     for (int64_t i = 0; i < L; ++i) {
         const PrefillPosition& pos = plan.prefill[size_t(i)];

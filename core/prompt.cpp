@@ -25,7 +25,7 @@ PromptPlan build_prompt_plan(const ModelConfig& c, std::span<const int32_t> text
     q.push_back(t.codec_pad_id);
 
     PromptPlan plan;
-    for (int64_t role : {c.im_start_token_id, c.assistant_token_id, int64_t(198)})  // "<|im_start|>assistant\n"
+    for (int64_t role : {c.im_start_token_id, c.assistant_token_id, kNewlineTokenId})  // "<|im_start|>assistant\n"
         plan.prefill.push_back({role, kNoCodec});
     for (size_t i = 0; i < q.size(); ++i)  // pad_t for all but the last prefix position, which gets bos_t
         plan.prefill.push_back({i + 1 < q.size() ? c.tts_pad_token_id : c.tts_bos_token_id, q[i]});
@@ -40,6 +40,11 @@ PromptPlan build_prompt_plan(const ModelConfig& c, std::span<const int32_t> text
         plan.trailing_text = {c.tts_pad_token_id};
     }
     return plan;
+}
+
+std::vector<int64_t> prompt_template_text_ids(const ModelConfig& c) {
+    return {c.im_start_token_id, c.assistant_token_id, kNewlineTokenId, c.tts_pad_token_id, c.tts_bos_token_id,
+            c.tts_eos_token_id};
 }
 
 std::optional<int64_t> language_codec_id(const ModelConfig& c, std::string_view language) {

@@ -34,8 +34,14 @@ struct PromptOptions {
     bool non_streaming_text = false;
 };
 
+constexpr int64_t kNewlineTokenId = 198;  // "\n" in the Qwen2 vocabulary, after "<|im_start|>assistant"
+
 // Requires at least one text token.
 PromptPlan build_prompt_plan(const ModelConfig& config, std::span<const int32_t> text_ids, const PromptOptions& options);
+
+// The text-track ids build_prompt_plan puts into every prompt whatever the text (role tokens, tts_pad / bos /
+// eos): their projections can be computed once per session.
+std::vector<int64_t> prompt_template_text_ids(const ModelConfig& config);
 
 // Codec id for a language name (case-insensitive); nullopt for "auto"; throws InputError listing the
 // supported names for anything else.

@@ -61,23 +61,32 @@ void ModelWeights::text_vectors(const TensorStore& store, std::span<const int64_
     ops::linear(t.text_fc2_w, &t.text_fc2_b, mid.data(), n, out);
 }
 
+TextRowCache::TextRowCache(const ModelWeights& weights, const TensorStore& store, std::vector<int64_t> ids)
+    : ids_(std::move(ids)), width_(weights.talker.text_fc2_w.dim(0)) {
+    std::sort(ids_.begin(), ids_.end());
+    ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
+    vecs_.resize(ids_.size() * size_t(width_));
+    weights.text_vectors(store, ids_, vecs_.data());
+}
+
+const float* TextRowCache::find(int64_t id) const {
+    const auto it = std::lower_bound(ids_.begin(), ids_.end(), id);
+    return it != ids_.end() && *it == id ? vecs_.data() + size_t(it - ids_.begin()) * size_t(width_) : nullptr;
+}
+
 TextTrack::TextTrack(const ModelWeights& weights, const TensorStore& store, std::vector<int64_t> ids, int64_t first,
-                     bool background)
-    : ids_(std::move(ids)), first_(std::clamp<int64_t>(first, 0, int64_t(ids_.size()))),
-      width_(weights.talker.text_fc2_w.dim(0)), vecs_(ids_.size() * size_t(width_)) {
+                     bool background, const TextRowCache* cache)
+    : weights_(&weights), store_(&store), cache_(cache), ids_(std::move(ids)),
+      first_(std::clamp<int64_t>(first, 0, int64_t(ids_.size()))), width_(weights.talker.text_fc2_w.dim(0)),
+      vecs_(ids_.size() * size_t(width_)) {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto project = [this, &weights, &store](int64_t begin, int64_t end) {
-        if (begin < end)
-            weights.text_vectors(store, std::span(ids_).subspan(size_t(begin), size_t(end - begin)),
-                                 vecs_.data() + size_t(begin * width_));
-    };
     if (background) {
         project(0, first_);
-        // Rows [first_, n) are written only by the task and read only after rest_.get().
-        // One core fewer than usual for its team: the request's thread keeps launching GPU work meanwhile.
+        // Rows [first_, n) are written only by the task and read only after rest_.get(). Its team has one core
+        // fewer than usual: the request's thread keeps launching GPU work meanwhile.
         const int threads = std::max(1, omp_get_max_threads() - 1);
         if (first_ < rows())
-            rest_ = std::async(std::launch::async, [project, threads, this] {
+            rest_ = std::async(std::launch::async, [this, threads] {
                 omp_set_num_threads(threads);  // this thread's own setting
                 project(first_, rows());
             });
@@ -86,6 +95,22 @@ TextTrack::TextTrack(const ModelWeights& weights, const TensorStore& store, std:
         first_ = rows();
     }
     wait_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void TextTrack::project(int64_t begin, int64_t end) {
+    std::vector<int64_t> todo, todo_ids;  // rows not in the cache, and their ids
+    for (int64_t i = begin; i < end; ++i) {
+        const float* cached = cache_ ? cache_->find(ids_[size_t(i)]) : nullptr;
+        if (cached)
+            std::copy_n(cached, width_, vecs_.data() + size_t(i * width_));
+        else
+            todo.push_back(i), todo_ids.push_back(ids_[size_t(i)]);
+    }
+    if (todo.empty()) return;
+    std::vector<float> out(todo.size() * size_t(width_));
+    weights_->text_vectors(*store_, todo_ids, out.data());
+    for (size_t j = 0; j < todo.size(); ++j)
+        std::copy_n(out.data() + j * size_t(width_), width_, vecs_.data() + size_t(todo[j] * width_));
 }
 
 TextTrack::~TextTrack() {

@@ -45,16 +45,30 @@ struct ModelWeights {
     const float* codebook_row(int64_t k, int64_t code) const;
 };
 
-// The text vectors of one request (text_vectors of `ids`), projected in two batches: rows [0, first) in the
-// constructor (the prefill positions and decode step 0's row), the rest either there too or, with
-// `background`, on another thread while the GPU runs the prefill and the first frame. At 0.6B the projection
-// costs ~1.3 ms of one x86 core per row (two 2048-wide layers, fp32) and a prompt has ~80 rows, so it was the
-// largest host cost before the first audio. Every row is computed exactly as alone, so the rows are
-// bit-identical with or without the background batch.
+// Text vectors of ids that every prompt holds (the chat template's role tokens, tts_bos / tts_pad / tts_eos),
+// projected once when a session starts: a request then projects only its own text.
+class TextRowCache {
+public:
+    TextRowCache() = default;
+    TextRowCache(const ModelWeights& weights, const TensorStore& store, std::vector<int64_t> ids);
+    const float* find(int64_t id) const;  // nullptr when `id` is not cached
+
+private:
+    std::vector<int64_t> ids_;  // sorted, unique
+    std::vector<float> vecs_;
+    int64_t width_ = 0;
+};
+
+// The text vectors of one request (text_vectors of `ids`), in two batches: rows [0, first) in the constructor
+// (the prefill positions and decode step 0's row), the rest either there too or, with `background`, on another
+// thread while the GPU runs the prefill and the first frame. At 0.6B the projection costs ~1.3 ms of one x86
+// core per row (two 2048-wide layers, fp32) and a prompt has ~80 rows, so it was the largest host cost before
+// the first audio. Rows of ids in `cache` are copied. Every row is computed exactly as alone, so the rows are
+// bit-identical however they are batched.
 class TextTrack {
 public:
     TextTrack(const ModelWeights& weights, const TensorStore& store, std::vector<int64_t> ids, int64_t first,
-              bool background);
+              bool background, const TextRowCache* cache = nullptr);
     TextTrack(const TextTrack&) = delete;
     TextTrack& operator=(const TextTrack&) = delete;
     ~TextTrack();  // waits for the background batch (it only reads the weights and writes its own rows)
@@ -66,6 +80,10 @@ public:
     double wait_s() const { return wait_s_; }  // seconds spent in the constructor and waiting in row()
 
 private:
+    void project(int64_t begin, int64_t end);  // rows [begin, end)
+    const ModelWeights* weights_;
+    const TensorStore* store_;
+    const TextRowCache* cache_;
     std::vector<int64_t> ids_;
     int64_t first_ = 0, width_ = 0;
     std::vector<float> vecs_;

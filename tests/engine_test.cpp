@@ -8,6 +8,7 @@
 
 #include "core/engine.h"
 #include "core/error.h"
+#include "core/prompt.h"
 #include "tests/test_util.h"
 
 namespace qtts {
@@ -142,28 +143,37 @@ TEST_CASE("engine: literal special tokens in user text are spoken, not obeyed") 
 
 namespace qtts {
 
-// The text track projects most rows on another thread for GPU engines; the CPU engine (these tests) projects
-// them all up front. Both must give text_vectors' rows bit for bit, since every row is computed as alone.
-TEST_CASE("text track: background rows equal the batched projection; errors surface at the row") {
+// The text track projects most rows on another thread for GPU engines (the CPU engine, in these tests, projects
+// them all up front) and copies the rows of template ids from a per-session cache. Every combination must give
+// text_vectors' rows bit for bit, since every row is computed as alone.
+TEST_CASE("text track: background rows and cached rows equal the batched projection; errors surface at the row") {
     const Model& m = *tiny_model();
-    const std::vector<int64_t> ids = {9707, 11, 1879, 0, 151671, 42, 151643};
-    const int64_t E = m.config().talker.stack.n_embd;
+    const ModelConfig& c = m.config();
+    const std::vector<int64_t> ids = {c.im_start_token_id, 9707, 11, c.tts_pad_token_id, 1879, 0, 151671, 42,
+                                      c.tts_eos_token_id};
+    const int64_t E = c.talker.stack.n_embd, n = int64_t(ids.size());
     std::vector<float> expected(ids.size() * size_t(E));
     m.weights().text_vectors(m.store(), ids, expected.data());
-    for (const bool background : {false, true})
-        for (const int64_t first : {0, 1, 3, 7, 9}) {
-            CAPTURE(background);
-            CAPTURE(first);
-            TextTrack track(m.weights(), m.store(), ids, first, background);
-            REQUIRE(track.rows() == int64_t(ids.size()));
-            for (int64_t i = int64_t(ids.size()) - 1; i >= 0; --i)  // a late row first: waits for the batch
-                CHECK(std::equal(expected.begin() + i * E, expected.begin() + (i + 1) * E, track.row(i)));
-            CHECK(track.wait_s() > 0.0);
-            CHECK_THROWS_WITH(track.row(int64_t(ids.size())), doctest::Contains("text track row 7 of 7"));
-        }
+    const TextRowCache cache(m.weights(), m.store(), prompt_template_text_ids(c));
+    REQUIRE(cache.find(c.tts_pad_token_id) != nullptr);
+    CHECK(std::equal(expected.begin() + 3 * E, expected.begin() + 4 * E, cache.find(c.tts_pad_token_id)));
+    CHECK(cache.find(9707) == nullptr);
+    for (const TextRowCache* use_cache : {static_cast<const TextRowCache*>(nullptr), &cache})
+        for (const bool background : {false, true})
+            for (const int64_t first : {int64_t(0), int64_t(1), int64_t(4), n, n + 2}) {
+                CAPTURE(use_cache != nullptr);
+                CAPTURE(background);
+                CAPTURE(first);
+                TextTrack track(m.weights(), m.store(), ids, first, background, use_cache);
+                REQUIRE(track.rows() == n);
+                for (int64_t i = n - 1; i >= 0; --i)  // a late row first: waits for the background batch
+                    CHECK(std::equal(expected.begin() + i * E, expected.begin() + (i + 1) * E, track.row(i)));
+                CHECK(track.wait_s() > 0.0);
+                CHECK_THROWS_WITH(track.row(n), doctest::Contains("text track row 9 of 9"));
+            }
     // A bad id in the background batch: the constructor returns, the error comes with its first row.
-    const int64_t vocab = m.config().talker.text_vocab_size;
-    TextTrack bad(m.weights(), m.store(), {1, 2, vocab}, 2, true);
+    const int64_t vocab = c.talker.text_vocab_size;
+    TextTrack bad(m.weights(), m.store(), {1, 2, vocab}, 2, true, &cache);
     CHECK(bad.row(1) != nullptr);
     const std::string message = fmt::format("text id {} out of range", vocab);
     CHECK_THROWS_WITH(bad.row(2), doctest::Contains(message.c_str()));
