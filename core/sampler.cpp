@@ -72,7 +72,10 @@ int32_t sample_token(std::span<float> logits, const SamplerSettings& s, double u
     if (std::isinf(mx) && mx < 0) return 0;
     std::vector<double> probs(n);
     double total = 0;
-    for (size_t i = 0; i < n; ++i) total += (probs[i] = std::exp(double(logits[i] - mx)));
+    // Masked logits (-inf) give exactly 0 without the exp call: after top-k 50 of 3072 that is 98 % of them
+    // (the GPU sampler does the same).
+    for (size_t i = 0; i < n; ++i)
+        total += (probs[i] = logits[i] == kNegInf ? 0.0 : std::exp(double(logits[i] - mx)));
     // Inverse CDF over token ids in ascending order.
     const double target = u * total;
     double cum = 0;
