@@ -83,6 +83,11 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
                              {"talker step", "ms", {}},            {"code predictor / frame", "ms", {}},
                              {"vocoder / frame", "ms", {}},        {"host overhead / frame", "ms", {}},
                              {"total", "ms", {}}};
+    // Time to first audio, split by stage (the stage times as they stood at the first delivery).
+    std::vector<Metric> first = {{"first audio: tokenize", "ms", {}},       {"first audio: text projection", "ms", {}},
+                                 {"first audio: prefill", "ms", {}},        {"first audio: talker steps", "ms", {}},
+                                 {"first audio: code predictor", "ms", {}}, {"first audio: vocoder", "ms", {}},
+                                 {"first audio: host", "ms", {}}};
     int64_t prompt_len = 0;
     for (int64_t r = 0; r < o.reps; ++r) {
         if (g_signal.load()) throw Interrupted("interrupted");
@@ -102,6 +107,14 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
                                  t.total_s * 1e3};
         QTTS_CHECK(m.size() == std::size(sample), "bench: {} metrics, {} samples", m.size(), std::size(sample));
         for (size_t i = 0; i < m.size(); ++i) m[i].samples.push_back(sample[i]);
+        const StageTimes& f = res.first_audio_times;
+        const double parts[] = {f.tokenize_s, f.text_s, f.prefill_s, f.talker_s, f.predictor_s, f.vocoder_s};
+        double host = f.total_s;
+        for (size_t i = 0; i < std::size(parts); ++i) {
+            first[i].samples.push_back(parts[i] * 1e3);
+            host -= parts[i];
+        }
+        first.back().samples.push_back(host * 1e3);
     }
 
     // Bandwidth: bytes each stage must stream per step vs the time it took.
@@ -117,12 +130,17 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
     fmt::print("qtts bench: {} | {} | {} frames × {} reps (+{} warmup) | {} | rev {}\n", model->description(),
                c.summary(), o.frames, o.reps, o.warmup, device, QTTS_GIT_REVISION);
     if (model->is_random()) fmt::print("RANDOM WEIGHTS: timings are valid, the audio is noise\n");
-    fmt::print("\n| metric | unit | min | median | p90 | mean | stddev |\n|---|---|---:|---:|---:|---:|---:|\n");
-    for (const Metric& x : m) {
-        const Summary s = summarize(x.samples);
-        fmt::print("| {} | {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} |\n", x.name, x.unit, s.min, s.median, s.p90,
-                   s.mean, s.stddev);
-    }
+    // `skip`: characters of each name left out (the "first audio: " prefix the JSON keys carry).
+    const auto table = [](const char* title, const std::vector<Metric>& ms, size_t skip) {
+        fmt::print("\n| {} | unit | min | median | p90 | mean | stddev |\n|---|---|---:|---:|---:|---:|---:|\n", title);
+        for (const Metric& x : ms) {
+            const Summary s = summarize(x.samples);
+            fmt::print("| {} | {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} |\n", std::string_view(x.name).substr(skip),
+                       x.unit, s.min, s.median, s.p90, s.mean, s.stddev);
+        }
+    };
+    table("metric", m, 0);
+    table("time to first audio, by stage", first, std::string_view("first audio: ").size());
     const auto bw_line = [&](const char* name, double gb, double ms) {
         const double gbps = gb / (ms / 1e3);
         fmt::print("| {} | {:.3f} GB/step | {:.1f} GB/s", name, gb, gbps);
@@ -141,7 +159,9 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
                             {"vocoder_chunk_frames", o.chunk_frames}, {"vocoder_ramp", o.ramp}, {"threads", std::thread::hardware_concurrency()},
                             {"talker_step_bytes", talker_gb * 1e9}, {"predictor_frame_bytes", predictor_gb * 1e9},
                             {"peak_gbps", peak}};
-        for (const Metric& x : m) {
+        std::vector<Metric> all = m;
+        all.insert(all.end(), first.begin(), first.end());
+        for (const Metric& x : all) {
             const Summary s = summarize(x.samples);
             j["metrics"][x.name] = {{"unit", x.unit}, {"samples", x.samples}, {"min", s.min}, {"median", s.median},
                                     {"p90", s.p90}, {"mean", s.mean}, {"stddev", s.stddev}};

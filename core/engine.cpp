@@ -298,7 +298,12 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         vocoder.push(pending, pcm);
         pending.clear();
         res.times.vocoder_s += seconds_since(tv);
-        if (res.times.first_audio_s < 0) res.times.first_audio_s = seconds_since(t_start);
+        if (res.times.first_audio_s < 0) {
+            res.times.first_audio_s = seconds_since(t_start);
+            res.first_audio_times = res.times;
+            res.first_audio_times.text_s = text_track.wait_s();
+            res.first_audio_times.total_s = res.times.first_audio_s;
+        }
         res.audio.insert(res.audio.end(), pcm.begin(), pcm.end());
         if (observer) observer->on_audio(pcm);
     };

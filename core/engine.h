@@ -111,6 +111,7 @@ struct SynthesisResult {
     std::vector<float> audio;        // 24 kHz mono, [-1, 1]
     StopReason stop = StopReason::eos;
     StageTimes times;
+    StageTimes first_audio_times;    // `times` as they stood when the first audio was delivered (total_s then)
 };
 
 // Optional hooks into a running synthesis (parity dumps, streaming output, cancellation).

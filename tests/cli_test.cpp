@@ -202,6 +202,18 @@ TEST_CASE("qtts bench produces a well-formed table and JSON on the CPU") {
         CHECK(j["metrics"][metric]["samples"].size() == 2);
         CHECK(j["metrics"][metric]["median"].get<double>() >= 0.0);
     }
+    // The first-audio split: its parts add up to the time to first audio, and none is negative.
+    double parts_ms = 0;
+    for (const char* part : {"tokenize", "text projection", "prefill", "talker steps", "code predictor", "vocoder", "host"}) {
+        const std::string key = std::string("first audio: ") + part;
+        CAPTURE(key);
+        REQUIRE(j["metrics"].contains(key));
+        const double v = j["metrics"][key]["samples"][0].get<double>();
+        CHECK(v >= 0.0);
+        parts_ms += v;
+    }
+    CHECK(parts_ms == doctest::Approx(j["metrics"]["time to first audio"]["samples"][0].get<double>()).epsilon(1e-9));
+    CHECK(r.out.find("| time to first audio, by stage |") != std::string::npos);
     // 3 frames of 80 ms each: the real-time factor is total time over 0.24 s of audio.
     const double total_ms = j["metrics"]["total"]["samples"][0].get<double>();
     CHECK(j["metrics"]["real-time factor"]["samples"][0].get<double>() == doctest::Approx(total_ms / 240.0).epsilon(1e-6));
