@@ -75,24 +75,23 @@ const float* TextRowCache::find(int64_t id) const {
 }
 
 TextTrack::TextTrack(const ModelWeights& weights, const TensorStore& store, std::vector<int64_t> ids, int64_t first,
-                     bool background, const TextRowCache* cache)
+                     Rest rest, const TextRowCache* cache)
     : weights_(&weights), store_(&store), cache_(cache), ids_(std::move(ids)),
       first_(std::clamp<int64_t>(first, 0, int64_t(ids_.size()))), width_(weights.talker.text_fc2_w.dim(0)),
       vecs_(ids_.size() * size_t(width_)) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (background) {
-        project(0, first_);
+    if (rest == Rest::now) first_ = rows();
+    project(0, first_);
+    if (first_ < rows() && rest == Rest::on_first_use) {
+        rest_ = std::async(std::launch::deferred, [this] { project(first_, rows()); });
+    } else if (first_ < rows()) {
         // Rows [first_, n) are written only by the task and read only after rest_.get(). Its team has one core
         // fewer than usual: the request's thread keeps launching GPU work meanwhile.
         const int threads = std::max(1, omp_get_max_threads() - 1);
-        if (first_ < rows())
-            rest_ = std::async(std::launch::async, [this, threads] {
-                omp_set_num_threads(threads);  // this thread's own setting
-                project(first_, rows());
-            });
-    } else {
-        project(0, rows());
-        first_ = rows();
+        rest_ = std::async(std::launch::async, [this, threads] {
+            omp_set_num_threads(threads);  // this thread's own setting
+            project(first_, rows());
+        });
     }
     wait_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -114,14 +113,15 @@ void TextTrack::project(int64_t begin, int64_t end) {
 }
 
 TextTrack::~TextTrack() {
-    if (rest_.valid()) rest_.wait();
+    // A deferred batch that was never asked for is dropped; a background one must finish before the rows go.
+    if (rest_.valid() && rest_.wait_for(std::chrono::seconds(0)) != std::future_status::deferred) rest_.wait();
 }
 
 const float* TextTrack::row(int64_t i) {
     QTTS_CHECK(i >= 0 && i < rows(), "text track row {} of {}", i, rows());
     if (i >= first_ && rest_.valid()) {
         const auto t0 = std::chrono::steady_clock::now();
-        rest_.get();  // rethrows the task's error; invalidates rest_, so later rows do not wait
+        rest_.get();  // runs a deferred batch; rethrows the batch's error; invalidates rest_ either way
         wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     return vecs_.data() + size_t(i * width_);

@@ -60,24 +60,26 @@ private:
 };
 
 // The text vectors of one request (text_vectors of `ids`), in two batches: rows [0, first) in the constructor
-// (the prefill positions and decode step 0's row), the rest either there too or, with `background`, on another
-// thread while the GPU runs the prefill and the first frame. At 0.6B the projection costs ~1.3 ms of one x86
-// core per row (two 2048-wide layers, fp32) and a prompt has ~80 rows, so it was the largest host cost before
-// the first audio. Rows of ids in `cache` are copied. Every row is computed exactly as alone, so the rows are
-// bit-identical however they are batched.
+// (the prefill positions and decode step 0's row), the rest (`Rest`) there too, on the request's thread when a
+// row of it is first asked for (after the first audio when it streams frame by frame), or on another thread
+// while the GPU runs the prefill and the first frame. At 0.6B the projection costs ~1.3 ms of one x86 core per
+// row (two 2048-wide layers, fp32) and a prompt has ~80 rows, so it was the largest host cost before the first
+// audio of the GPU engine. Rows of ids in `cache` are copied. Every row is computed exactly as alone, so the
+// rows are bit-identical however they are batched.
 class TextTrack {
 public:
+    enum class Rest { now, on_first_use, background };
     TextTrack(const ModelWeights& weights, const TensorStore& store, std::vector<int64_t> ids, int64_t first,
-              bool background, const TextRowCache* cache = nullptr);
+              Rest rest, const TextRowCache* cache = nullptr);
     TextTrack(const TextTrack&) = delete;
     TextTrack& operator=(const TextTrack&) = delete;
     ~TextTrack();  // waits for the background batch (it only reads the weights and writes its own rows)
 
     int64_t rows() const { return int64_t(ids_.size()); }
-    // Row i (n_embd values); waits for the background batch the first time a row of it is asked for, and
-    // rethrows its error.
+    // Row i (n_embd values). The first time a row past `first` is asked for, projects the rest (on_first_use)
+    // or waits for the background batch and rethrows its error.
     const float* row(int64_t i);
-    double wait_s() const { return wait_s_; }  // seconds spent in the constructor and waiting in row()
+    double wait_s() const { return wait_s_; }  // seconds of the request's thread in the constructor and row()
 
 private:
     void project(int64_t begin, int64_t end);  // rows [begin, end)
@@ -87,7 +89,7 @@ private:
     std::vector<int64_t> ids_;
     int64_t first_ = 0, width_ = 0;
     std::vector<float> vecs_;
-    std::future<void> rest_;
+    std::future<void> rest_;  // background: the rows [first_, n); on_first_use: deferred, run by row()
     double wait_s_ = 0;
 };
 

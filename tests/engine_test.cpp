@@ -143,8 +143,8 @@ TEST_CASE("engine: literal special tokens in user text are spoken, not obeyed") 
 
 namespace qtts {
 
-// The text track projects most rows on another thread for GPU engines (the CPU engine, in these tests, projects
-// them all up front) and copies the rows of template ids from a per-session cache. Every combination must give
+// The text track projects most rows on another thread for GPU engines, or when first needed for the CPU engine
+// (these tests), and copies the rows of template ids from a per-session cache. Every combination must give
 // text_vectors' rows bit for bit, since every row is computed as alone.
 TEST_CASE("text track: background rows and cached rows equal the batched projection; errors surface at the row") {
     const Model& m = *tiny_model();
@@ -159,24 +159,29 @@ TEST_CASE("text track: background rows and cached rows equal the batched project
     CHECK(std::equal(expected.begin() + 3 * E, expected.begin() + 4 * E, cache.find(c.tts_pad_token_id)));
     CHECK(cache.find(9707) == nullptr);
     for (const TextRowCache* use_cache : {static_cast<const TextRowCache*>(nullptr), &cache})
-        for (const bool background : {false, true})
+        for (const TextTrack::Rest rest : {TextTrack::Rest::now, TextTrack::Rest::on_first_use, TextTrack::Rest::background})
             for (const int64_t first : {int64_t(0), int64_t(1), int64_t(4), n, n + 2}) {
                 CAPTURE(use_cache != nullptr);
-                CAPTURE(background);
+                CAPTURE(int(rest));
                 CAPTURE(first);
-                TextTrack track(m.weights(), m.store(), ids, first, background, use_cache);
+                TextTrack track(m.weights(), m.store(), ids, first, rest, use_cache);
                 REQUIRE(track.rows() == n);
                 for (int64_t i = n - 1; i >= 0; --i)  // a late row first: waits for the background batch
                     CHECK(std::equal(expected.begin() + i * E, expected.begin() + (i + 1) * E, track.row(i)));
                 CHECK(track.wait_s() > 0.0);
                 CHECK_THROWS_WITH(track.row(n), doctest::Contains("text track row 9 of 9"));
             }
-    // A bad id in the background batch: the constructor returns, the error comes with its first row.
+    // A bad id in the later batch: the constructor returns, the error comes with its first row.
     const int64_t vocab = c.talker.text_vocab_size;
-    TextTrack bad(m.weights(), m.store(), {1, 2, vocab}, 2, true, &cache);
-    CHECK(bad.row(1) != nullptr);
     const std::string message = fmt::format("text id {} out of range", vocab);
-    CHECK_THROWS_WITH(bad.row(2), doctest::Contains(message.c_str()));
+    for (const TextTrack::Rest rest : {TextTrack::Rest::on_first_use, TextTrack::Rest::background}) {
+        TextTrack bad(m.weights(), m.store(), {1, 2, vocab}, 2, rest, &cache);
+        CHECK(bad.row(1) != nullptr);
+        CHECK_THROWS_WITH(bad.row(2), doctest::Contains(message.c_str()));
+    }
+    // Never asking for the later rows (EOS at frame 0) is fine in both modes.
+    for (const TextTrack::Rest rest : {TextTrack::Rest::on_first_use, TextTrack::Rest::background})
+        CHECK(TextTrack(m.weights(), m.store(), {1, 2, 3}, 1, rest, &cache).row(0) != nullptr);
 }
 
 }  // namespace qtts
