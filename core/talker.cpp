@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <system_error>
 
 #include <omp.h>
 
@@ -88,10 +89,14 @@ TextTrack::TextTrack(const ModelWeights& weights, const TensorStore& store, std:
         // Rows [first_, n) are written only by the task and read only after rest_.get(). Its team has one core
         // fewer than usual: the request's thread keeps launching GPU work meanwhile.
         const int threads = std::max(1, omp_get_max_threads() - 1);
-        rest_ = std::async(std::launch::async, [this, threads] {
-            omp_set_num_threads(threads);  // this thread's own setting
-            project(first_, rows());
-        });
+        try {
+            rest_ = std::async(std::launch::async, [this, threads] {
+                omp_set_num_threads(threads);  // this thread's own setting
+                project(first_, rows());
+            });
+        } catch (const std::system_error&) {  // no thread to be had: project them when first needed instead
+            rest_ = std::async(std::launch::deferred, [this] { project(first_, rows()); });
+        }
     }
     wait_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
