@@ -521,8 +521,8 @@ __device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, c
                 __stcg(kc + size_t(KV) + kvh * hd + d, k1[d]);
                 __stcg(vc + size_t(KV) + kvh * hd + d, v1[d]);
             }
-            __threadfence();  // kv_release for every thread that stored, before warp 0 publishes (block sync)
         }
+        kv_release(writes_kv);  // every thread that stored, before warp 0 publishes (block sync)
         work_sync();
         if (warp == 0) {
             float s0 = 0.0f, s1 = 0.0f;
