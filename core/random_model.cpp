@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace qtts {
@@ -39,12 +40,30 @@ private:
 
 }  // namespace
 
+namespace {
+
+// The two published 12 Hz Base sizes differ only in the talker's width (hidden, FFN, speaker x-vector); the code
+// predictor stays 1024 wide, so 1.7B adds the predictor's input projection (small_to_mtp_projection).
+struct RandomSize {
+    int64_t talker_hidden, talker_ffn;
+    const char* tts_model_size;
+};
+
+RandomSize random_size(std::string_view size) {
+    if (size == "0.6b") return {1024, 3072, "0b6"};
+    if (size == "1.7b") return {2048, 6144, "1b7"};
+    throw InputError(fmt::format("unknown random model size '{}'", size), "use 0.6b or 1.7b");
+}
+
+}  // namespace
+
 std::string random_model_config_json(std::string_view size) {
-    if (size != "0.6b") throw InputError(fmt::format("unknown random model size '{}'", size), "use 0.6b");
+    const RandomSize rs = random_size(size);
     nlohmann::json talker = {
-        {"hidden_size", 1024}, {"intermediate_size", 3072}, {"num_hidden_layers", 28}, {"num_attention_heads", 16},
-        {"num_key_value_heads", 8}, {"head_dim", 128}, {"text_hidden_size", 2048}, {"text_vocab_size", 151936},
-        {"vocab_size", 3072}, {"rope_theta", 1000000}, {"max_position_embeddings", 32768}, {"num_code_groups", 16},
+        {"hidden_size", rs.talker_hidden}, {"intermediate_size", rs.talker_ffn}, {"num_hidden_layers", 28},
+        {"num_attention_heads", 16}, {"num_key_value_heads", 8}, {"head_dim", 128}, {"text_hidden_size", 2048},
+        {"text_vocab_size", 151936}, {"vocab_size", 3072}, {"rope_theta", 1000000},
+        {"max_position_embeddings", 32768}, {"num_code_groups", 16},
         {"rms_norm_eps", 1e-6}, {"codec_bos_id", 2149}, {"codec_eos_token_id", 2150}, {"codec_pad_id", 2148},
         {"codec_think_id", 2154}, {"codec_nothink_id", 2155}, {"codec_think_bos_id", 2156},
         {"codec_think_eos_id", 2157},
@@ -55,14 +74,14 @@ std::string random_model_config_json(std::string_view size) {
          {{"hidden_size", 1024}, {"intermediate_size", 3072}, {"num_hidden_layers", 5}, {"num_attention_heads", 16},
           {"num_key_value_heads", 8}, {"head_dim", 128}, {"vocab_size", 2048}, {"rope_theta", 1000000},
           {"num_code_groups", 16}, {"rms_norm_eps", 1e-6}}}};
-    nlohmann::json root = {{"model_type", "qwen3_tts"}, {"tts_model_type", "base"}, {"tts_model_size", "0b6"},
+    nlohmann::json root = {{"model_type", "qwen3_tts"}, {"tts_model_type", "base"}, {"tts_model_size", rs.tts_model_size},
                            {"tokenizer_type", "qwen3_tts_tokenizer_12hz"}, {"talker_config", talker},
-                           {"speaker_encoder_config", {{"enc_dim", 1024}, {"sample_rate", 24000}}}};
+                           {"speaker_encoder_config", {{"enc_dim", rs.talker_hidden}, {"sample_rate", 24000}}}};
     return root.dump();
 }
 
 std::string random_vocoder_config_json(std::string_view size) {
-    if (size != "0.6b") throw InputError(fmt::format("unknown random model size '{}'", size), "use 0.6b");
+    (void)random_size(size);  // the same speech-tokenizer decoder serves both sizes
     nlohmann::json dec = {{"codebook_size", 2048}, {"sliding_window", 72}, {"rms_norm_eps", 1e-5},
                           {"num_quantizers", 16}, {"upsample_rates", {8, 5, 4, 3}}, {"upsampling_ratios", {2, 2}},
                           {"rope_theta", 10000}, {"codebook_dim", 512}, {"hidden_size", 512}, {"head_dim", 64},
@@ -80,8 +99,10 @@ TensorStore make_random_store(uint64_t seed, int64_t text_vocab, int64_t text_hi
         if (shape.size() <= 1) {
             for (float& v : t.data) v = 0.5f + 0.5f * rng.uniform();
         } else {
+            // bf16 values, as in a real checkpoint: the GPU engine's bf16 upload is then exact, so the two
+            // engines run the same weights and can be compared on random models too.
             const float scale = 1.0f / std::sqrt(float(t.numel() / shape[0]));
-            for (float& v : t.data) v = rng.next() * scale;
+            for (float& v : t.data) v = bf16_to_f32(f32_to_bf16(rng.next() * scale));
         }
         return t;
     };

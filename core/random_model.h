@@ -12,12 +12,12 @@
 
 namespace qtts {
 
-// config.json / speech_tokenizer/config.json text of a known size: "0.6b" (Qwen3-TTS-12Hz-0.6B-Base).
+// config.json / speech_tokenizer/config.json text of a known size: "0.6b" or "1.7b" (Qwen3-TTS-12Hz-{0.6B,1.7B}-Base).
 std::string random_model_config_json(std::string_view size);
 std::string random_vocoder_config_json(std::string_view size);
 
 // Rank-1 tensors (norm weights, biases, usage counts, log-scale SnakeBeta parameters) get U(0.5, 1);
-// matrices get N(0, 1/fan_in). The text embedding table [text_vocab, text_hidden] is materialized in bf16
+// matrices get N(0, 1/fan_in) rounded to bf16 values. The text embedding table [text_vocab, text_hidden] is materialized in bf16
 // because it is read by row (pass text_vocab = 0 for stores without one, e.g. the vocoder's).
 TensorStore make_random_store(uint64_t seed, int64_t text_vocab, int64_t text_hidden);
 

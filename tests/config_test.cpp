@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "core/model_config.h"
+#include "core/random_model.h"
 #include "tests/test_util.h"
 
 namespace qtts {
@@ -55,6 +56,27 @@ TEST_CASE("1.7B-style configs (talker wider than the predictor) enable the MTP p
     j["speaker_encoder_config"]["enc_dim"] = 128;
     const ModelConfig c = parse_model_config(j.dump(), "config.json");
     CHECK(c.has_mtp_projection());
+}
+
+// The random architectures behind `qtts bench --random-weights --random-size`: the published Base shapes
+// (spec §3.1, §4.1), parsed by the same code as a checkpoint's config.json.
+TEST_CASE("random model configs: 0.6B and 1.7B Base shapes; 1.7B has the MTP projection") {
+    const ModelConfig a = parse_model_config(random_model_config_json("0.6b"), "<random 0.6b>");
+    const ModelConfig b = parse_model_config(random_model_config_json("1.7b"), "<random 1.7b>");
+    CHECK(a.talker.stack.n_embd == 1024);
+    CHECK(a.talker.stack.n_ff == 3072);
+    CHECK_FALSE(a.has_mtp_projection());
+    CHECK(b.talker.stack.n_embd == 2048);
+    CHECK(b.talker.stack.n_ff == 6144);
+    CHECK(b.talker.stack.n_layer == 28);
+    CHECK(b.talker.stack.q_dim() == 2048);
+    CHECK(b.predictor.stack.n_embd == 1024);
+    CHECK(b.has_mtp_projection());
+    REQUIRE(b.speaker_encoder.has_value());
+    CHECK(b.speaker_encoder->enc_dim == 2048);
+    CHECK(b.tts_model_size == "1b7");
+    CHECK(parse_vocoder_config(random_vocoder_config_json("1.7b"), "<random>").samples_per_frame == 1920);
+    CHECK_THROWS_WITH_AS(random_model_config_json("4b"), "unknown random model size '4b'", InputError);
 }
 
 TEST_CASE("config errors name the file and the field") {
