@@ -10,6 +10,7 @@
 #include "cli/common.h"
 #include "core/costs.h"
 #include "core/engine.h"
+#include "core/random_model.h"
 #include "core/error.h"
 #include "core/stats.h"
 
@@ -186,7 +187,7 @@ void register_bench(CLI::App& app, const CommonOptions& common) {
     sub->add_flag("--random-weights", o->random_weights,
                   "Random weights of the real architecture, built in memory (the default when no model is found)");
     sub->add_option("--random-size", o->random_size, "Architecture of the random weights")
-        ->check(CLI::IsMember({"0.6b", "1.7b"}))->capture_default_str();
+        ->check(CLI::IsMember(random_model_sizes()))->capture_default_str();
     sub->add_option("--peak-gbps", o->peak_gbps, "Device memory bandwidth for % of floor (default: known GPUs)");
     sub->add_option("--json", o->json_out, "Write every raw sample, device, revision, shape and settings as JSON");
     sub->callback([&common, o] { run_bench(common, *o); });

@@ -15,6 +15,7 @@
 
 #include "cli/common.h"
 #include "core/engine.h"
+#include "core/random_model.h"
 #include "core/error.h"
 #include "core/stats.h"
 
@@ -23,7 +24,7 @@ namespace qtts::cli {
 namespace {
 
 struct ProfileOptions {
-    std::string json_out, phase, phase_out;
+    std::string json_out, phase, phase_out, random_size = "0.6b";
     bool random_weights = false;
     int64_t reps = 10, frames = 4;
     double tolerance = 0.10;
@@ -46,7 +47,7 @@ nlohmann::json run_phase(const CommonOptions& common, const ProfileOptions& o) {
     const Device device = parse_device(common.device);
     auto t0 = std::chrono::steady_clock::now();
     std::shared_ptr<const Model> model =
-        o.random_weights ? Model::load_random("0.6b", 0, {.device = device}) : Model::load(resolve_model_dir(common), {.device = device});
+        o.random_weights ? Model::load_random(o.random_size, 0, {.device = device}) : Model::load(resolve_model_dir(common), {.device = device});
     out["model load + weight upload"]["first_ms"] = since(t0);
     out["model"] = model->description();
     t0 = std::chrono::steady_clock::now();
@@ -102,7 +103,7 @@ nlohmann::json run_child(const CommonOptions& common, const ProfileOptions& o, c
     if (!common.model.empty()) args.insert(args.end(), {"--model", common.model});
     args.insert(args.end(), {"warmup-profile", "--phase", phase, "--phase-out", tmp.string(), "--reps",
                              std::to_string(o.reps), "--frames", std::to_string(o.frames)});
-    if (o.random_weights) args.push_back("--random-weights");
+    if (o.random_weights) args.insert(args.end(), {"--random-weights", "--random-size", o.random_size});
     const pid_t pid = fork();
     if (pid == 0) {
         std::vector<char*> argv;
@@ -174,7 +175,9 @@ void register_warmup_profile(CLI::App& app, const CommonOptions& common) {
     sub->add_option("--reps", o->reps, "Runs per path for the steady state")->capture_default_str();
     sub->add_option("--frames", o->frames, "Frames per run")->capture_default_str();
     sub->add_option("--tolerance", o->tolerance, "Allowed first-use slowdown after warmup")->capture_default_str();
-    sub->add_flag("--random-weights", o->random_weights, "Random weights of the real 0.6B architecture");
+    sub->add_flag("--random-weights", o->random_weights, "Random weights of a real architecture (--random-size)");
+    sub->add_option("--random-size", o->random_size, "Architecture of the random weights")
+        ->check(CLI::IsMember(random_model_sizes()))->capture_default_str();
     sub->add_option("--json", o->json_out, "Write the report as JSON");
     sub->add_option("--phase", o->phase, "internal")->check(CLI::IsMember({"cold", "warm"}))->group("");
     sub->add_option("--phase-out", o->phase_out, "internal")->group("");
