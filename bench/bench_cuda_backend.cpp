@@ -1,7 +1,8 @@
-// Benchmark of the CUDA talker and code predictor on random bf16 weights of the real 0.6B shapes (28 + 5
-// layers, 1024 wide, 16/8 heads of 128, FFN 3072, vocab 3072 / 2048, 16 code groups). Prints talker step and
-// predictor frame times (median), bytes moved and the fraction of the HBM bandwidth floor, and prefill time.
-// Usage: bench_cuda_backend [--context N] [--steps N] [--frames N] [--prefill N] [--no-variants]
+// Benchmark of the CUDA talker and code predictor on random bf16 weights of a real architecture (--size 0.6b:
+// 28 + 5 layers, 1024 wide, 16/8 heads of 128, FFN 3072, vocab 3072 / 2048, 16 code groups; --size 1.7b: the
+// talker 2048 wide with FFN 6144 and the predictor's input projection). Prints talker step and predictor frame
+// times (median), bytes moved and the fraction of the HBM bandwidth floor, and prefill time.
+// Usage: bench_cuda_backend [--size 0.6b|1.7b] [--context N] [--steps N] [--frames N] [--prefill N] [--no-variants]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -10,7 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "core/costs.h"
 #include "core/dtype.h"
+#include "core/error.h"
+#include "core/random_model.h"
 #include "core/talker.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device_info.h"
@@ -92,6 +96,7 @@ struct Result {
 int main(int argc, char** argv) {
     int context = 75, steps = 60, frames = 50, prefill_len = 20;
     bool variants = true;
+    std::string size = "0.6b";
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         const auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
@@ -100,8 +105,11 @@ int main(int argc, char** argv) {
         else if (a == "--frames") frames = next();
         else if (a == "--prefill") prefill_len = next();
         else if (a == "--no-variants") variants = false;
+        else if (a == "--size" && i + 1 < argc) size = argv[++i];
         else {
-            std::fprintf(stderr, "usage: %s [--context N] [--steps N] [--frames N] [--prefill N] [--no-variants]\n",
+            std::fprintf(stderr,
+                         "usage: %s [--size 0.6b|1.7b] [--context N] [--steps N] [--frames N] [--prefill N] "
+                         "[--no-variants]\n",
                          argv[0]);
             return 2;
         }
@@ -114,36 +122,38 @@ int main(int argc, char** argv) {
     const double peak = peak_bandwidth(dev);
     std::printf("device: %s, HBM peak used for the floor: %.2f TB/s\n", dev.c_str(), peak / 1e12);
 
+    // The shapes come from the config of the random architecture, as they would from a checkpoint.
     ModelConfig cfg;
-    cfg.talker.stack = {.n_layer = 28, .n_embd = 1024, .n_ff = 3072, .n_head = 16, .n_kv_head = 8, .head_dim = 128,
-                        .vocab_size = 3072, .rms_eps = 1e-6, .rope_theta = 1e6, .max_positions = 32768};
-    cfg.talker.num_code_groups = 16;
-    cfg.predictor.stack = cfg.talker.stack;
-    cfg.predictor.stack.n_layer = 5;
-    cfg.predictor.stack.vocab_size = 2048;
-    cfg.predictor.num_code_groups = 16;
-    const int G = 16;
+    try {
+        cfg = parse_model_config(random_model_config_json(size), "<random " + size + ">");
+    } catch (const Error& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 2;
+    }
+    const DecoderStackConfig &tc = cfg.talker.stack, &pc = cfg.predictor.stack;
+    const int64_t E = tc.n_embd, G = cfg.talker.num_code_groups;
 
     double t = now_ms();
     ModelWeights w;
-    w.talker.stack = random_stack(cfg.talker.stack, 1);
-    w.talker.codec_embedding = random_tensor({3072, 1024}, 0.05f, 11);
-    w.talker.codec_head = random_tensor({3072, 1024}, 1.0f / 32, 12);
-    w.predictor.stack = random_stack(cfg.predictor.stack, 2);
-    for (int k = 0; k + 1 < G; ++k) {
-        w.predictor.codec_embedding.push_back(random_tensor({2048, 1024}, 0.05f, 100 + uint64_t(k)));
-        w.predictor.lm_head.push_back(random_tensor({2048, 1024}, 1.0f / 32, 200 + uint64_t(k)));
+    w.talker.stack = random_stack(tc, 1);
+    w.talker.codec_embedding = random_tensor({tc.vocab_size, E}, 0.05f, 11);
+    w.talker.codec_head = random_tensor({tc.vocab_size, E}, 1.0f / std::sqrt(float(E)), 12);
+    w.predictor.stack = random_stack(pc, 2);
+    for (int64_t k = 0; k + 1 < G; ++k) {
+        w.predictor.codec_embedding.push_back(random_tensor({pc.vocab_size, E}, 0.05f, 100 + uint64_t(k)));
+        w.predictor.lm_head.push_back(
+            random_tensor({pc.vocab_size, pc.n_embd}, 1.0f / std::sqrt(float(pc.n_embd)), 200 + uint64_t(k)));
     }
-    std::printf("random weights built in %.1f s\n", (now_ms() - t) / 1e3);
+    if (cfg.has_mtp_projection()) {
+        w.predictor.mtp_w = random_tensor({pc.n_embd, E}, 1.0f / std::sqrt(float(E)), 300);
+        w.predictor.mtp_b = random_tensor({pc.n_embd}, 0.01f, 301);
+    }
+    std::printf("random %s weights built in %.1f s\n", size.c_str(), (now_ms() - t) / 1e3);
 
-    // Bytes each launch must stream (bf16 weights, fp32 KV), counted once.
-    const double layer_bytes = 2.0 * (4096.0 * 1024 + 1024.0 * 2048 + 3.0 * 3072 * 1024);
-    const double head_t = 2.0 * 3072 * 1024, head_p = 2.0 * 2048 * 1024;
+    // Bytes each launch must stream (bf16 weights, fp32 KV), counted once (core/costs.h, as qtts bench).
     const int mid_ctx = context + steps / 2;
-    const double kv_bytes = 28.0 * mid_ctx * 1024 * 2 * 4;
-    const double talker_bytes = 28 * layer_bytes + head_t + kv_bytes;
-    const double cp_floor_bytes = 15 * 5 * layer_bytes + 15 * head_p;   // 2-position prefill as one pass
-    const double cp_impl_bytes = 15 * 5 * layer_bytes + 15 * head_p;    // this implementation: 15 passes
+    const double talker_bytes = double(talker_step_bytes(cfg, 2, mid_ctx));
+    const double cp_floor_bytes = double(predictor_frame_bytes(cfg, 2));  // the 2-position start reads once
 
     std::vector<Result> results;
     std::vector<std::pair<std::string, cuda::CudaOptions>> configs = {{"default", {}}};
@@ -155,7 +165,7 @@ int main(int argc, char** argv) {
         configs.push_back({"traced, grid barriers", {.trace = true, .grid_barriers = true}});
     }
 
-    std::vector<float> embeds(size_t(std::max(context, prefill_len)) * 1024);
+    std::vector<float> embeds(size_t(std::max(context, prefill_len) * E));
     for (size_t i = 0; i < embeds.size(); ++i) embeds[i] = float(double(mix(i) >> 11) * 0x1.0p-53 - 0.5);
     for (const auto& [name, opt] : configs) {
         Backends b = cuda::make_backends(cfg, w, opt);
@@ -166,16 +176,17 @@ int main(int argc, char** argv) {
         std::vector<double> pf;
         for (int rep = 0; rep < 6; ++rep) {
             const double t0 = now_ms();
-            b.talker->prefill(std::span<const float>(embeds.data(), size_t(prefill_len) * 1024), prefill_len);
+            b.talker->prefill(std::span<const float>(embeds.data(), size_t(prefill_len * E)), prefill_len);
             if (rep) pf.push_back(now_ms() - t0);
         }
         r.prefill_ms = median(pf);
         // Talker steps at context ~`context` .. `context + steps`.
-        b.talker->prefill(std::span<const float>(embeds.data(), size_t(context) * 1024), context);
+        b.talker->prefill(std::span<const float>(embeds.data(), size_t(context * E)), context);
         std::vector<double> wall, devt;
-        std::vector<float> x(1024);
+        std::vector<float> x(static_cast<size_t>(E));
         for (int s = 0; s < steps + 3; ++s) {
-            for (int d = 0; d < 1024; ++d) x[size_t(d)] = float(double(mix(uint64_t(s) * 4096 + d) >> 11) * 0x1.0p-53 - 0.5);
+            for (int64_t d = 0; d < E; ++d)
+                x[size_t(d)] = float(double(mix(uint64_t(s) * 8192 + uint64_t(d)) >> 11) * 0x1.0p-53 - 0.5);
             const double t0 = now_ms();
             b.talker->step(x);
             const double dt = now_ms() - t0;
@@ -192,7 +203,7 @@ int main(int argc, char** argv) {
         const auto hid = b.talker->hidden();
         std::vector<float> hidden(hid.begin(), hid.end());
         for (int f = 0; f < frames + 3; ++f) {
-            codes[0] = f % 2048;
+            codes[0] = int32_t(f % pc.vocab_size);
             const double t0 = now_ms();
             b.predictor->predict(hidden, codes, s, CounterRng(7), uint64_t(f));
             const double dt = now_ms() - t0;
@@ -209,12 +220,12 @@ int main(int argc, char** argv) {
         results.push_back(r);
     }
 
-    std::printf("\nbytes per talker step: %.1f MB (28 layers %.1f MB + codec_head %.1f MB + fp32 KV at context %d "
-                "%.1f MB)\n",
-                talker_bytes / 1e6, 28 * layer_bytes / 1e6, head_t / 1e6, mid_ctx, kv_bytes / 1e6);
-    std::printf("bytes per predictor frame: floor %.1f MB (15 passes + 15 heads); this kernel streams %.1f MB (15 "
-                "passes, the first one 2 positions)\n",
-                cp_floor_bytes / 1e6, cp_impl_bytes / 1e6);
+    std::printf("\nbytes per talker step: %.1f MB (%lld layers, codec_head, fp32 KV at context %d)\n", talker_bytes / 1e6,
+                (long long)tc.n_layer, mid_ctx);
+    std::printf("bytes per predictor frame: floor %.1f MB (%lld passes of %lld layers + heads%s; the 2-position start "
+                "reads the weights once)\n",
+                cp_floor_bytes / 1e6, (long long)(G - 1), (long long)pc.n_layer,
+                cfg.has_mtp_projection() ? " + input projection" : "");
     std::printf("floors at %.2f TB/s: talker %.3f ms, predictor %.3f ms\n\n", peak / 1e12, talker_bytes / peak * 1e3,
                 cp_floor_bytes / peak * 1e3);
     std::printf("| variant | talker step ms (wall / device) | %% of BW floor | predictor ms/frame (wall / device) | "

@@ -1,6 +1,7 @@
 // config.json / generation_config.json / speech_tokenizer config parsing and validation.
 #include <doctest/doctest.h>
 
+#include "core/costs.h"
 #include "core/error.h"
 #include "core/model_config.h"
 #include "core/random_model.h"
@@ -77,6 +78,23 @@ TEST_CASE("random model configs: 0.6B and 1.7B Base shapes; 1.7B has the MTP pro
     CHECK(b.tts_model_size == "1b7");
     CHECK(parse_vocoder_config(random_vocoder_config_json("1.7b"), "<random>").samples_per_frame == 1920);
     CHECK_THROWS_WITH_AS(random_model_config_json("4b"), "unknown random model size '4b'", InputError);
+}
+
+// The bandwidth floors of qtts bench and bench_cuda_backend count these bytes. Per-layer parameters match the
+// spec's §9.1 table (0.6B 15.73 M, 1.7B 50.34 M per talker layer); the KV cache is fp32 in both engines.
+TEST_CASE("decode byte counts: talker step and predictor frame, 0.6B and 1.7B") {
+    const ModelConfig a = parse_model_config(random_model_config_json("0.6b"), "<random 0.6b>");
+    const ModelConfig b = parse_model_config(random_model_config_json("1.7b"), "<random 1.7b>");
+    CHECK(stack_params(a.talker.stack) == 28 * 15730944 + 1024);
+    CHECK(stack_params(b.talker.stack) == 28 * int64_t(50336000) + 2048);
+    const int64_t kv_per_position = 2 * 28 * 1024 * 4;  // K and V, 8 kv heads of 128, fp32
+    CHECK(talker_step_bytes(a, 2, 0) == (28 * int64_t(15730944) + 1024 + 3072 * 1024) * 2);
+    CHECK(talker_step_bytes(a, 2, 100) - talker_step_bytes(a, 2, 0) == 100 * kv_per_position);
+    CHECK(talker_step_bytes(b, 4, 0) == (28 * int64_t(50336000) + 2048 + 3072 * 2048) * 4);
+    // 15 passes of the 5-layer predictor + one 2048-row head each + one embedding row (talker width); 1.7B also
+    // streams the 2048 → 1024 input projection every pass.
+    CHECK(predictor_frame_bytes(a, 2) == int64_t(2422617600));
+    CHECK(predictor_frame_bytes(b, 2) == 15 * (5 * int64_t(15730944) + 1024 + 2048 * 1024 + 1024 * 2048 + 1024 + 2048) * 2);
 }
 
 TEST_CASE("config errors name the file and the field") {
