@@ -114,14 +114,6 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    if (cuda::device_count() <= 0) {
-        std::printf("skipped: no GPU\n");
-        return 0;
-    }
-    const std::string dev = cuda::device_summary(0);
-    const double peak = peak_bandwidth(dev);
-    std::printf("device: %s, HBM peak used for the floor: %.2f TB/s\n", dev.c_str(), peak / 1e12);
-
     // The shapes come from the config of the random architecture, as they would from a checkpoint.
     ModelConfig cfg;
     try {
@@ -130,6 +122,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 2;
     }
+    if (cuda::device_count() <= 0) {
+        std::printf("skipped: no GPU\n");
+        return 0;
+    }
+    const std::string dev = cuda::device_summary(0);
+    const double peak = peak_bandwidth(dev);
+    std::printf("device: %s, HBM peak used for the floor: %.2f TB/s\n", dev.c_str(), peak / 1e12);
+
     const DecoderStackConfig &tc = cfg.talker.stack, &pc = cfg.predictor.stack;
     const int64_t E = tc.n_embd, G = cfg.talker.num_code_groups;
 
