@@ -106,6 +106,26 @@ TEST_CASE("bf16 tensors convert exactly to fp32") {
     CHECK(f32_to_bf16(t.data[0]) == raw);
 }
 
+// Tensors of a million values or more are converted by several threads (model load); each thread takes a slice,
+// so every value must still land at its own index, including around the slice edges and at an odd byte offset.
+TEST_CASE("large tensors convert in parallel to the same values as one by one") {
+    const size_t n = (size_t(3) << 20) + 7;
+    std::vector<uint8_t> raw(2 * n + 1);
+    for (size_t i = 0; i < n; ++i) {
+        const uint16_t v = uint16_t(0x3f80 + (i * 2654435761u >> 20) % 0x3000);  // varied finite bf16 values
+        std::memcpy(raw.data() + 1 + 2 * i, &v, 2);
+    }
+    std::vector<float> got(n, -1.0f);
+    convert_to_f32(DType::bf16, raw.data() + 1, got.data(), n);
+    size_t wrong = 0;
+    for (size_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, raw.data() + 1 + 2 * i, 2);
+        wrong += got[i] != bf16_to_f32(v);
+    }
+    CHECK(wrong == 0);
+}
+
 TEST_CASE("zero-byte and missing files give a ModelError naming the file") {
     test::TempDir dir;
     const auto empty = dir.path / "model.safetensors";
