@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
 
     double t = now_ms();
     const VocoderConfig config = parse_vocoder_config(random_vocoder_config_json("0.6b"), "<random 0.6b>");
-    const Vocoder vocoder = Vocoder::load(make_random_store(7, 0, 0), config);
+    const Vocoder vocoder = Vocoder::load(make_random_store(7, 0, 0, RandomValues::f32), config);
     const auto weights = std::make_shared<const cuda::CudaVocoder>(vocoder);
     std::printf("random 0.6B decoder weights built and uploaded in %.1f s (%.1f MB fp32 on the device)\n",
                 (now_ms() - t) / 1e3, double(weights->weight_bytes()) / 1e6);

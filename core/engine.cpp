@@ -124,8 +124,9 @@ std::shared_ptr<const Model> Model::load_random(std::string_view size, uint64_t 
     write_byte_level_tokenizer(dir);
     m->tokenizer_.emplace(Tokenizer::from_vocab_merges(dir / "vocab.json", dir / "merges.txt", {}));
     std::filesystem::remove_all(dir);
-    m->store_ = make_random_store(seed, m->config_.talker.text_vocab_size, m->config_.talker.text_hidden_size);
-    m->finish(make_random_store(seed + 1, 0, 0), options);
+    m->store_ = make_random_store(seed, m->config_.talker.text_vocab_size, m->config_.talker.text_hidden_size,
+                                 RandomValues::bf16);
+    m->finish(make_random_store(seed + 1, 0, 0, RandomValues::f32), options);
     return m;
 }
 

@@ -92,17 +92,17 @@ std::string random_vocoder_config_json(std::string_view size) {
         .dump();
 }
 
-TensorStore make_random_store(uint64_t seed, int64_t text_vocab, int64_t text_hidden) {
-    auto fabricate = [seed](std::string_view name, const Shape& shape) {
+TensorStore make_random_store(uint64_t seed, int64_t text_vocab, int64_t text_hidden, RandomValues values) {
+    auto fabricate = [seed, values](std::string_view name, const Shape& shape) {
         Tensor t(shape);
         FastNormal rng(seed ^ name_hash(name));
         if (shape.size() <= 1) {
             for (float& v : t.data) v = 0.5f + 0.5f * rng.uniform();
         } else {
-            // bf16 values, as in a real checkpoint: the GPU engine's bf16 upload is then exact, so the two
-            // engines run the same weights and can be compared on random models too.
             const float scale = 1.0f / std::sqrt(float(t.numel() / shape[0]));
-            for (float& v : t.data) v = bf16_to_f32(f32_to_bf16(rng.next() * scale));
+            for (float& v : t.data) v = rng.next() * scale;
+            if (values == RandomValues::bf16)
+                for (float& v : t.data) v = bf16_to_f32(f32_to_bf16(v));
         }
         return t;
     };

@@ -22,9 +22,12 @@ inline const std::vector<std::string>& random_model_sizes() {
 std::string random_vocoder_config_json(std::string_view size);
 
 // Rank-1 tensors (norm weights, biases, usage counts, log-scale SnakeBeta parameters) get U(0.5, 1);
-// matrices get N(0, 1/fan_in) rounded to bf16 values. The text embedding table [text_vocab, text_hidden] is materialized in bf16
-// because it is read by row (pass text_vocab = 0 for stores without one, e.g. the vocoder's).
-TensorStore make_random_store(uint64_t seed, int64_t text_vocab, int64_t text_hidden);
+// matrices get N(0, 1/fan_in), as bf16 values for the model (like a checkpoint: the GPU engine's bf16 upload
+// is then exact, so the two engines run the same weights) and as plain fp32 for the speech tokenizer (stored
+// fp32 in a checkpoint). The text embedding table [text_vocab, text_hidden] is materialized in bf16 because it
+// is read by row (pass text_vocab = 0 for stores without one, e.g. the vocoder's).
+enum class RandomValues { bf16, f32 };
+TensorStore make_random_store(uint64_t seed, int64_t text_vocab, int64_t text_hidden, RandomValues values);
 
 // Writes a minimal byte-level BPE (256 byte tokens, no merges) into `dir`: enough to tokenize any text.
 void write_byte_level_tokenizer(const std::filesystem::path& dir);

@@ -35,7 +35,7 @@ const Vocoder& tiny_vocoder() {
 // of it clamps, which would hide any difference).
 const Vocoder& full_size_vocoder() {
     static const Vocoder vocoder = [] {
-        auto base = std::make_shared<TensorStore>(make_random_store(7, 0, 0));
+        auto base = std::make_shared<TensorStore>(make_random_store(7, 0, 0, RandomValues::f32));
         const TensorStore store = TensorStore::synthetic(
             [base](std::string_view name, const Shape& shape) {
                 Tensor t = base->load(name, shape);
