@@ -10,8 +10,8 @@
 #include "cli/common.h"
 #include "core/costs.h"
 #include "core/engine.h"
-#include "core/random_model.h"
 #include "core/error.h"
+#include "core/random_model.h"
 #include "core/stats.h"
 
 #ifndef QTTS_GIT_REVISION

@@ -15,8 +15,8 @@
 
 #include "cli/common.h"
 #include "core/engine.h"
-#include "core/random_model.h"
 #include "core/error.h"
+#include "core/random_model.h"
 #include "core/stats.h"
 
 namespace qtts::cli {
