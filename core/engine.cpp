@@ -195,7 +195,6 @@ Session::Session(std::shared_ptr<const Model> model) : model_(std::move(model)) 
         predictor_ = make_cpu_predictor(model_->weights());
     }
     if (!vocoder_) vocoder_ = std::make_unique<VocoderStream>(model_->vocoder());
-    overlap_text_projection_ = talker_->name() != "cpu";  // a GPU engine leaves the host's cores idle
     template_text_ = TextRowCache(model_->weights(), model_->store(), prompt_template_text_ids(model_->config()));
 }
 
@@ -268,9 +267,9 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
     for (const PrefillPosition& pos : plan.prefill) text_ids.push_back(pos.text_id);
     text_ids.insert(text_ids.end(), plan.trailing_text.begin(), plan.trailing_text.end());
     text_ids.push_back(c.tts_pad_token_id);
+    const bool host_idle = talker_->name() != "cpu";  // a GPU engine leaves the host's cores idle
     TextTrack text_track(model_->weights(), model_->store(), std::move(text_ids), L + 1,
-                         overlap_text_projection_ ? TextTrack::Rest::background : TextTrack::Rest::on_first_use,
-                         &template_text_);
+                         host_idle ? TextTrack::Rest::background : TextTrack::Rest::on_first_use, &template_text_);
     std::vector<float> prefill_in(size_t(L * E));
     for (int64_t i = 0; i < L; ++i) {
         const PrefillPosition& pos = plan.prefill[size_t(i)];

@@ -160,7 +160,6 @@ private:
     std::unique_ptr<TalkerBackend> talker_;
     std::unique_ptr<PredictorBackend> predictor_;
     std::unique_ptr<VocoderBackend> vocoder_;  // GPU one from the factory, else the CPU VocoderStream
-    bool overlap_text_projection_ = false;     // project most text rows in the background (GPU engines)
     TextRowCache template_text_;               // the prompt template's text rows, projected once
 };
 

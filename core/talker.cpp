@@ -83,9 +83,7 @@ TextTrack::TextTrack(const ModelWeights& weights, const TensorStore& store, std:
     const auto t0 = std::chrono::steady_clock::now();
     if (rest == Rest::now) first_ = rows();
     project(0, first_);
-    if (first_ < rows() && rest == Rest::on_first_use) {
-        rest_ = std::async(std::launch::deferred, [this] { project(first_, rows()); });
-    } else if (first_ < rows()) {
+    if (first_ < rows() && rest == Rest::background) {
         // Rows [first_, n) are written only by the task and read only after rest_.get(). Its team has one core
         // fewer than usual: the request's thread keeps launching GPU work meanwhile.
         const int threads = std::max(1, omp_get_max_threads() - 1);
@@ -94,10 +92,10 @@ TextTrack::TextTrack(const ModelWeights& weights, const TensorStore& store, std:
                 omp_set_num_threads(threads);  // this thread's own setting
                 project(first_, rows());
             });
-        } catch (const std::system_error&) {  // no thread to be had: project them when first needed instead
-            rest_ = std::async(std::launch::deferred, [this] { project(first_, rows()); });
+        } catch (const std::system_error&) {  // no thread to be had: on first use instead (below)
         }
     }
+    if (first_ < rows() && !rest_.valid()) rest_ = std::async(std::launch::deferred, [this] { project(first_, rows()); });
     wait_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
