@@ -4,6 +4,7 @@
 #include <fstream>
 #include <random>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "core/dtype.h"
@@ -38,27 +39,35 @@ private:
     uint64_t state_;
 };
 
-}  // namespace
-
-namespace {
-
 // The two published 12 Hz Base sizes differ only in the talker's width (hidden, FFN, speaker x-vector); the code
 // predictor stays 1024 wide, so 1.7B adds the predictor's input projection (small_to_mtp_projection).
 struct RandomSize {
+    const char* name;
     int64_t talker_hidden, talker_ffn;
     const char* tts_model_size;
 };
+constexpr RandomSize kRandomSizes[] = {{"0.6b", 1024, 3072, "0b6"}, {"1.7b", 2048, 6144, "1b7"}};
 
-RandomSize random_size(std::string_view size) {
-    if (size == "0.6b") return {1024, 3072, "0b6"};
-    if (size == "1.7b") return {2048, 6144, "1b7"};
-    throw InputError(fmt::format("unknown random model size '{}'", size), "use 0.6b or 1.7b");
+const RandomSize& random_size(std::string_view size) {
+    for (const RandomSize& rs : kRandomSizes)
+        if (size == rs.name) return rs;
+    throw InputError(fmt::format("unknown random model size '{}'", size),
+                     fmt::format("use one of: {}", fmt::join(random_model_sizes(), ", ")));
 }
 
 }  // namespace
 
+const std::vector<std::string>& random_model_sizes() {
+    static const std::vector<std::string> names = [] {
+        std::vector<std::string> v;
+        for (const RandomSize& rs : kRandomSizes) v.emplace_back(rs.name);
+        return v;
+    }();
+    return names;
+}
+
 std::string random_model_config_json(std::string_view size) {
-    const RandomSize rs = random_size(size);
+    const RandomSize& rs = random_size(size);
     nlohmann::json talker = {
         {"hidden_size", rs.talker_hidden}, {"intermediate_size", rs.talker_ffn}, {"num_hidden_layers", 28},
         {"num_attention_heads", 16}, {"num_key_value_heads", 8}, {"head_dim", 128}, {"text_hidden_size", 2048},

@@ -15,10 +15,7 @@ namespace qtts {
 
 // config.json / speech_tokenizer/config.json text of a known size: "0.6b" or "1.7b" (Qwen3-TTS-12Hz-{0.6B,1.7B}-Base).
 std::string random_model_config_json(std::string_view size);
-inline const std::vector<std::string>& random_model_sizes() {
-    static const std::vector<std::string> sizes = {"0.6b", "1.7b"};
-    return sizes;
-}
+const std::vector<std::string>& random_model_sizes();  // the sizes above, for option checks
 std::string random_vocoder_config_json(std::string_view size);
 
 // Rank-1 tensors (norm weights, biases, usage counts, log-scale SnakeBeta parameters) get U(0.5, 1);
