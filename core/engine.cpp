@@ -3,6 +3,7 @@
 #include "core/engine.h"
 
 #include <algorithm>
+#include <system_error>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -196,6 +197,11 @@ Session::Session(std::shared_ptr<const Model> model) : model_(std::move(model)) 
     }
     if (!vocoder_) vocoder_ = std::make_unique<VocoderStream>(model_->vocoder());
     template_text_ = TextRowCache(model_->weights(), model_->store(), prompt_template_text_ids(model_->config()));
+    // A GPU engine leaves the host's cores idle; the CPU engine needs every core itself.
+    if (talker_->name() != "cpu") try {
+            host_worker_ = std::make_unique<HostWorker>();
+        } catch (const std::system_error&) {  // no thread to be had: the rows come when first needed instead
+        }
 }
 
 std::string Session::backend_name() const { return talker_->name(); }
@@ -261,15 +267,15 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
     const int64_t L = int64_t(plan.prefill.size()), T = int64_t(plan.trailing_text.size());
     // Text vectors of the prefill positions (rows 0..L-1, which become the prefill input), the trailing text
     // (rows L..L+T-1) and the pad (row L+T). Step 0's row comes with the prefill rows; on a GPU engine the
-    // rest is projected on the host while the GPU works, on the CPU engine (which needs every core itself)
-    // at step 1.
+    // rest is projected on the session's host worker while the GPU works, on the CPU engine (which needs every
+    // core itself) at step 1.
     std::vector<int64_t> text_ids;
     for (const PrefillPosition& pos : plan.prefill) text_ids.push_back(pos.text_id);
     text_ids.insert(text_ids.end(), plan.trailing_text.begin(), plan.trailing_text.end());
     text_ids.push_back(c.tts_pad_token_id);
-    const bool host_idle = talker_->name() != "cpu";  // a GPU engine leaves the host's cores idle
     TextTrack text_track(model_->weights(), model_->store(), std::move(text_ids), L + 1,
-                         host_idle ? TextTrack::Rest::background : TextTrack::Rest::on_first_use, &template_text_);
+                         host_worker_ ? TextTrack::Rest::background : TextTrack::Rest::on_first_use, &template_text_,
+                         host_worker_.get());
     std::vector<float> prefill_in(size_t(L * E));
     for (int64_t i = 0; i < L; ++i) {
         const PrefillPosition& pos = plan.prefill[size_t(i)];

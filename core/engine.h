@@ -161,6 +161,7 @@ private:
     std::unique_ptr<PredictorBackend> predictor_;
     std::unique_ptr<VocoderBackend> vocoder_;  // GPU one from the factory, else the CPU VocoderStream
     TextRowCache template_text_;               // the prompt template's text rows, projected once
+    std::unique_ptr<HostWorker> host_worker_;  // GPU engines: the text projection while the GPU works
 };
 
 }  // namespace qtts

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <system_error>
 
 #include <omp.h>
 
@@ -76,26 +75,36 @@ const float* TextRowCache::find(int64_t id) const {
 }
 
 TextTrack::TextTrack(const ModelWeights& weights, const TensorStore& store, std::vector<int64_t> ids, int64_t first,
-                     Rest rest, const TextRowCache* cache)
+                     Rest rest, const TextRowCache* cache, HostWorker* worker)
     : weights_(&weights), store_(&store), cache_(cache), ids_(std::move(ids)),
       first_(std::clamp<int64_t>(first, 0, int64_t(ids_.size()))), width_(weights.talker.text_fc2_w.dim(0)),
       vecs_(ids_.size() * size_t(width_)) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (rest == Rest::now) first_ = rows();
-    project(0, first_);
-    if (first_ < rows() && rest == Rest::background) {
-        // Rows [first_, n) are written only by the task and read only after rest_.get(). Its team has one core
-        // fewer than usual: the request's thread keeps launching GPU work meanwhile.
-        const int threads = std::max(1, omp_get_max_threads() - 1);
+    const int64_t n = rows();
+    if (rest == Rest::now) first_ = n;
+    if (rest == Rest::background && worker) {
+        // Every row on the worker, so one OpenMP team does all of it (see HostWorker). The first rows with all
+        // cores while this thread waits; the later batches with one core fewer: this thread launches GPU work.
+        const int all = omp_get_max_threads(), fewer = std::max(1, all - 1);
+        worker->submit([this] { project(0, first_); }, all).get();
+        constexpr int64_t kFirstLaterBatchRows = 8;  // ~1 ms on 15 cores at 0.6B; step 1 comes ≥ 6 ms later
         try {
-            rest_ = std::async(std::launch::async, [this, threads] {
-                omp_set_num_threads(threads);  // this thread's own setting
-                project(first_, rows());
-            });
-        } catch (const std::system_error&) {  // no thread to be had: on first use instead (below)
+            for (int64_t begin = first_, size = kFirstLaterBatchRows; begin < n; begin += size, size *= 2) {
+                const int64_t end = std::min(n, begin + size);
+                auto job = [this, begin, end] {
+                    if (!abandoned_) project(begin, end);
+                };
+                batches_.push_back({end, worker->submit(job, fewer)});
+            }
+        } catch (...) {  // no destructor runs for a half-made track: stop the batches already queued here
+            abandoned_ = true;
+            for (Batch& batch : batches_) batch.done.wait();
+            throw;
         }
+    } else {
+        project(0, first_);
+        if (first_ < n) batches_.push_back({n, std::async(std::launch::deferred, [this] { project(first_, rows()); })});
     }
-    if (first_ < rows() && !rest_.valid()) rest_ = std::async(std::launch::deferred, [this] { project(first_, rows()); });
     wait_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -116,16 +125,23 @@ void TextTrack::project(int64_t begin, int64_t end) {
 }
 
 TextTrack::~TextTrack() {
-    // A deferred batch that was never asked for is dropped; a background one must finish before the rows go.
-    if (rest_.valid() && rest_.wait_for(std::chrono::seconds(0)) != std::future_status::deferred) rest_.wait();
+    // A deferred batch that was never asked for is dropped; the worker skips the batches it has not started, and
+    // the one it runs must finish before the rows go.
+    abandoned_ = true;
+    for (Batch& batch : batches_)
+        if (batch.done.valid() && batch.done.wait_for(std::chrono::seconds(0)) != std::future_status::deferred)
+            batch.done.wait();
 }
 
 const float* TextTrack::row(int64_t i) {
     QTTS_CHECK(i >= 0 && i < rows(), "text track row {} of {}", i, rows());
-    if (i >= first_ && rest_.valid()) {
-        const auto t0 = std::chrono::steady_clock::now();
-        rest_.get();  // runs a deferred batch; rethrows the batch's error; invalidates rest_ either way
-        wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (i >= first_) {
+        Batch& batch = *std::find_if(batches_.begin(), batches_.end(), [i](const Batch& b) { return i < b.end; });
+        if (batch.done.valid()) {
+            const auto t0 = std::chrono::steady_clock::now();
+            batch.done.get();  // runs a deferred batch; rethrows the batch's error; invalidates it either way
+            wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
     }
     return vecs_.data() + size_t(i * width_);
 }

@@ -2,6 +2,7 @@
 // load; every tensor checked by name, shape and dtype), and their CPU reference backends.
 #pragma once
 
+#include <atomic>
 #include <future>
 #include <memory>
 #include <optional>
@@ -10,6 +11,7 @@
 
 #include "core/backend.h"
 #include "core/decoder_stack.h"
+#include "core/host_worker.h"
 #include "core/model_config.h"
 #include "core/safetensors.h"
 
@@ -59,29 +61,35 @@ private:
     int64_t width_ = 0;
 };
 
-// The text vectors of one request (text_vectors of `ids`), in two batches: rows [0, first) in the constructor
-// (the prefill positions and decode step 0's row), the rest (`Rest`) there too, on the request's thread when a
-// row of it is first asked for (after the first audio when it streams frame by frame), or on another thread
-// while the GPU runs the prefill and the first frame. At 0.6B the projection costs ~1.3 ms of one x86 core per
-// row (two 2048-wide layers, fp32) and a prompt has ~80 rows, so it was the largest host cost before the first
-// audio of the GPU engine. Rows of ids in `cache` are copied. Every row is computed exactly as alone, so the
-// rows are bit-identical however they are batched.
+// The text vectors of one request (text_vectors of `ids`). Rows [0, first) (the prefill positions and decode step
+// 0's row) are ready when the constructor returns; the rest (`Rest`) there too, on the request's thread when a
+// row of it is first asked for (after the first audio when it streams frame by frame), or on a HostWorker while
+// the GPU runs the prefill and the first frames. At 0.6B the projection costs ~1.3 ms of one x86 core per row
+// (two 2048-wide layers, fp32) and a prompt has ~80 rows, so it was the largest host cost before the first audio
+// of the GPU engine. On the worker the rest goes in batches of growing size (8, 16, 32, ... rows), so decode step
+// 1 waits for 8 rows, not all of them. Rows of ids in `cache` are copied. Every row is computed exactly as alone,
+// so the rows are bit-identical however they are batched.
 class TextTrack {
 public:
     enum class Rest { now, on_first_use, background };
+    // `worker` is used by Rest::background only (without one, background means on_first_use).
     TextTrack(const ModelWeights& weights, const TensorStore& store, std::vector<int64_t> ids, int64_t first,
-              Rest rest, const TextRowCache* cache = nullptr);
+              Rest rest, const TextRowCache* cache = nullptr, HostWorker* worker = nullptr);
     TextTrack(const TextTrack&) = delete;
     TextTrack& operator=(const TextTrack&) = delete;
-    ~TextTrack();  // waits for the background batch (it only reads the weights and writes its own rows)
+    ~TextTrack();  // drops the batches the worker has not started and waits for the one it runs
 
     int64_t rows() const { return int64_t(ids_.size()); }
-    // Row i (n_embd values). The first time a row past `first` is asked for, projects the rest (on_first_use)
-    // or waits for the background batch and rethrows its error.
+    // Row i (n_embd values). The first time a row of a later batch is asked for, projects it (on_first_use) or
+    // waits for it, and rethrows the batch's error.
     const float* row(int64_t i);
     double wait_s() const { return wait_s_; }  // seconds of the request's thread in the constructor and row()
 
 private:
+    struct Batch {
+        int64_t end;               // rows [previous batch's end, end)
+        std::future<void> done;    // valid until its rows were first asked for
+    };
     void project(int64_t begin, int64_t end);  // rows [begin, end)
     const ModelWeights* weights_;
     const TensorStore* store_;
@@ -89,7 +97,8 @@ private:
     std::vector<int64_t> ids_;
     int64_t first_ = 0, width_ = 0;
     std::vector<float> vecs_;
-    std::future<void> rest_;  // background: the rows [first_, n); on_first_use: deferred, run by row()
+    std::vector<Batch> batches_;            // the rows [first_, n): one deferred batch, or the worker's batches
+    std::atomic<bool> abandoned_ = false;   // set by the destructor: the worker skips the batches not started
     double wait_s_ = 0;
 };
 

@@ -10,8 +10,8 @@
 #        SOAK=N (also build qtts_soak and synthesize N utterances on random 0.6B weights),
 #        SANITIZE=1 (compute-sanitizer memcheck, racecheck and synccheck on qtts_cuda_tests; SANITIZE_TOOLS to pick; SANITIZE_ARGS:
 #        doctest filters, e.g. -tce='*full-size*'), E2E=1 (qtts bench, random 0.6B, vocoder chunks 1, 4 and the 1-8 ramp),
-#        NCU_SOURCE=1 (warp-stall samples of one talker step and one predictor frame per SASS instruction and per
-#        source line: $OUT/ncu_{sass,cuda}_{talker,predictor}.csv; scripts/ncu_hotspots.py prints the top rows)
+#        NCU_SOURCE=1 (warp-stall samples of one talker step and one predictor frame per SASS instruction, joined
+#        with the source lines: $OUT/hotspots_{talker,predictor}.txt, $OUT/ncu_sass_*.csv.gz, by scripts/ncu_hotspots.py)
 # From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -91,21 +91,24 @@ if [ "${NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
   grep -E "Duration|Memory Throughput|DRAM Throughput|Registers|Achieved Occupancy|==PROF==|L2 Hit" "$out/ncu.log" | head -40
 fi
 if [ "${NCU_SOURCE:-0}" = 1 ] && command -v ncu >/dev/null; then
-  # The kernels carry -lineinfo (CMakeLists.txt), so the SASS rows name their .cu/.cuh lines.
+  # The kernels carry -lineinfo (CMakeLists.txt); nvdisasm -gi of the same cubin names each instruction's .cu
+  # line and the lines it was inlined at, which scripts/ncu_hotspots.py joins with ncu's per-instruction samples.
+  (mkdir -p "$out/cubin" && cd "$out/cubin" && cuobjdump -xelf all "$OLDPWD/$build/libqtts_cuda.a" >/dev/null &&
+    nvdisasm -gi -c decode_megakernel.*.cubin >"$out/decode_megakernel.dis") || log "nvdisasm FAILED"
   for k in talker_step predictor_frame; do
     name=${k%%_*}
     timeout 150 ncu --clock-control none --kernel-name regex:"$k" --launch-skip 5 --launch-count 1 \
       --section WarpStateStats --section SourceCounters --section InstructionStats --import-source yes \
       -f -o "$out/ncu_$name" "$build/bench_cuda_backend" --no-variants --steps 10 --frames 8 >"$out/ncu_$name.log" 2>&1
     log "ncu $k exit $?"
-    for view in sass cuda; do  # per instruction (Address column), per .cu line
-      timeout 100 ncu -i "$out/ncu_$name.ncu-rep" --page source --csv --print-source "$view" \
-        >"$out/ncu_${view}_$name.csv" 2>>"$out/ncu_$name.log"
-    done
+    timeout 100 ncu -i "$out/ncu_$name.ncu-rep" --page source --csv --print-source sass \
+      >"$out/ncu_sass_$name.csv" 2>>"$out/ncu_$name.log"
     timeout 60 ncu -i "$out/ncu_$name.ncu-rep" --page details --print-details all >"$out/ncu_details_$name.txt" 2>&1
     rm -f "$out/ncu_$name.ncu-rep"  # large; the CSV and the details keep what is read
-    log "ncu $k: $(wc -l <"$out/ncu_sass_$name.csv") sass rows, $(wc -l <"$out/ncu_cuda_$name.csv") cuda rows"
-    python3 scripts/ncu_hotspots.py "$out/ncu_cuda_$name.csv" --top 25 | tee -a "$out/summary.txt"
+    python3 scripts/ncu_hotspots.py "$out/ncu_sass_$name.csv" --disasm "$out/decode_megakernel.dis" --function "$k" \
+      --top 30 >"$out/hotspots_$name.txt" 2>&1
+    head -60 "$out/hotspots_$name.txt" | tee -a "$out/summary.txt"
+    gzip -f "$out/ncu_sass_$name.csv"
   done
 fi
 exit $rc

@@ -143,18 +143,22 @@ TEST_CASE("engine: literal special tokens in user text are spoken, not obeyed") 
 
 namespace qtts {
 
-// The text track projects most rows on another thread for GPU engines, or when first needed for the CPU engine
-// (these tests), and copies the rows of template ids from a per-session cache. Every combination must give
-// text_vectors' rows bit for bit, since every row is computed as alone.
+// The text track projects most rows on a host worker in batches of growing size for GPU engines, or when first
+// needed for the CPU engine, and copies the rows of template ids from a per-session cache. Every combination must
+// give text_vectors' rows bit for bit, since every row is computed as alone.
 TEST_CASE("text track: background rows and cached rows equal the batched projection; errors surface at the row") {
     const Model& m = *tiny_model();
     const ModelConfig& c = m.config();
+    // 24 rows: past `first`, the worker's batches are 8 and 16 rows (or 8, 8 and a rest), so rows of a later
+    // batch are asked for before rows of an earlier one.
     const std::vector<int64_t> ids = {c.im_start_token_id, 9707, 11, c.tts_pad_token_id, 1879, 0, 151671, 42,
-                                      c.tts_eos_token_id};
+                                      c.tts_eos_token_id, 3, 5, 7, 100, 200, 300, 400,
+                                      500, 600, 700, 800, 900, 1000, 1100, c.tts_pad_token_id};
     const int64_t E = c.talker.stack.n_embd, n = int64_t(ids.size());
     std::vector<float> expected(ids.size() * size_t(E));
     m.weights().text_vectors(m.store(), ids, expected.data());
     const TextRowCache cache(m.weights(), m.store(), prompt_template_text_ids(c));
+    HostWorker worker;
     REQUIRE(cache.find(c.tts_pad_token_id) != nullptr);
     CHECK(std::equal(expected.begin() + 3 * E, expected.begin() + 4 * E, cache.find(c.tts_pad_token_id)));
     CHECK(cache.find(9707) == nullptr);
@@ -164,24 +168,42 @@ TEST_CASE("text track: background rows and cached rows equal the batched project
                 CAPTURE(use_cache != nullptr);
                 CAPTURE(int(rest));
                 CAPTURE(first);
-                TextTrack track(m.weights(), m.store(), ids, first, rest, use_cache);
+                TextTrack track(m.weights(), m.store(), ids, first, rest, use_cache, &worker);
                 REQUIRE(track.rows() == n);
                 for (int64_t i = n - 1; i >= 0; --i)  // a late row first: waits for the background batch
                     CHECK(std::equal(expected.begin() + i * E, expected.begin() + (i + 1) * E, track.row(i)));
                 CHECK(track.wait_s() > 0.0);
-                CHECK_THROWS_WITH(track.row(n), doctest::Contains("text track row 9 of 9"));
+                CHECK_THROWS_WITH(track.row(n), doctest::Contains("text track row 24 of 24"));
             }
     // A bad id in the later batch: the constructor returns, the error comes with its first row.
     const int64_t vocab = c.talker.text_vocab_size;
     const std::string message = fmt::format("text id {} out of range", vocab);
     for (const TextTrack::Rest rest : {TextTrack::Rest::on_first_use, TextTrack::Rest::background}) {
-        TextTrack bad(m.weights(), m.store(), {1, 2, vocab}, 2, rest, &cache);
+        TextTrack bad(m.weights(), m.store(), {1, 2, vocab}, 2, rest, &cache, &worker);
         CHECK(bad.row(1) != nullptr);
         CHECK_THROWS_WITH(bad.row(2), doctest::Contains(message.c_str()));
     }
-    // Never asking for the later rows (EOS at frame 0) is fine in both modes.
+    // On the worker, an error in a later batch stays in that batch: the rows of the batch before it are fine.
+    std::vector<int64_t> late_bad(ids.begin(), ids.begin() + 12);  // first 2: batches [2, 10) and [10, 12)
+    late_bad[11] = vocab;
+    {
+        TextTrack bad(m.weights(), m.store(), late_bad, 2, TextTrack::Rest::background, &cache, &worker);
+        CHECK_THROWS_WITH(bad.row(11), doctest::Contains(message.c_str()));
+        CHECK(std::equal(expected.begin() + 9 * E, expected.begin() + 10 * E, bad.row(9)));
+    }
+    // An error in the first rows comes from the constructor in every mode.
+    for (const TextTrack::Rest rest : {TextTrack::Rest::now, TextTrack::Rest::on_first_use, TextTrack::Rest::background})
+        CHECK_THROWS_WITH(TextTrack(m.weights(), m.store(), {vocab, 1}, 1, rest, &cache, &worker),
+                          doctest::Contains(message.c_str()));
+    // Never asking for the later rows (EOS at frame 0) is fine in every mode, and the worker skips the batches of
+    // a track that is gone: the next track's rows come at once.
     for (const TextTrack::Rest rest : {TextTrack::Rest::on_first_use, TextTrack::Rest::background})
-        CHECK(TextTrack(m.weights(), m.store(), {1, 2, 3}, 1, rest, &cache).row(0) != nullptr);
+        CHECK(TextTrack(m.weights(), m.store(), ids, 1, rest, &cache, &worker).row(0) != nullptr);
+    TextTrack after(m.weights(), m.store(), ids, 1, TextTrack::Rest::background, &cache, &worker);
+    CHECK(std::equal(expected.begin() + (n - 2) * E, expected.begin() + (n - 1) * E, after.row(n - 2)));
+    // Without a worker, background means on first use.
+    TextTrack alone(m.weights(), m.store(), ids, 1, TextTrack::Rest::background, &cache);
+    CHECK(std::equal(expected.begin() + 5 * E, expected.begin() + 6 * E, alone.row(5)));
 }
 
 }  // namespace qtts
