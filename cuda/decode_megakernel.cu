@@ -7,6 +7,7 @@
 // reset). A spin watchdog sets sync.error and ends the launch instead of hanging.
 // Each CTA's producer warp streams all of its weight rows of the launch through a shared-memory ring
 // (weight_ring.cuh) while its 15 consumer warps run the phases; the matvecs use tensor cores.
+#include <algorithm>
 #include <cstdio>
 
 #include "cuda/cuda_check.h"
@@ -1030,6 +1031,10 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
     MegaLaunch m;
     m.max_chunks = max_chunks;
     m.n_cta = prop.multiProcessorCount;
+    const long long max_rows = std::max({(long long)st.q_dim() + 2 * st.kv_dim(), (long long)st.n_ff,
+                                         (long long)st.n_embd, (long long)vocab});
+    if (max_rows * m.n_cta >= (1ll << 32))  // cta_rows splits rows in 32-bit arithmetic
+        throw_gpu_error("decode megakernel: a matrix has too many rows for this GPU's grid");
     const int K = max_k_of(st, in_dim);
     const SmemPlan plan = make_smem_plan(K, rows_max_of(st, vocab, in_dim, m.n_cta), st.head_dim, vocab_sample,
                                          n_groups, cols);
