@@ -649,6 +649,7 @@ __device__ Work start_work(char* smem_raw, const SmemPlan& plan, int rows_max, c
     wk.rr.rs = wk.sm.ring_state;
     wk.rr.ring = wk.sm.ring;
     wk.rr.ring_bytes = cfg.ring_bytes;
+    wk.rr.chunk_rows = cfg.chunk_rows;
     wk.rr.error = error;
     wk.cta = blockIdx.x;
     wk.n_cta = gridDim.x;
@@ -672,7 +673,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     const SmemPlan plan = make_smem_plan(max_k_of(st, st.n_embd), rows_max, st.head_dim, 0, 0);
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
     if (threadIdx.x >= kMegaThreads) {
-        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, kLayerPhases * st.n_layer + 1,
+        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, cfg.chunk_rows, kLayerPhases * st.n_layer + 1,
                      [&](int w) { return talker_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async, cfg.pace_bytes);
         return;
     }
@@ -948,7 +949,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max, st.head_dim, V, G, 2);
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
     if (threadIdx.x >= kMegaThreads) {
-        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, (G - 1) * predictor_phases_per_pass(a),
+        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, cfg.chunk_rows, (G - 1) * predictor_phases_per_pass(a),
                      [&](int w) { return predictor_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async, cfg.pace_bytes);
         return;
     }
@@ -1022,7 +1023,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
 
 template <class Kernel>
 MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, int vocab_sample, int n_groups,
-                     int max_chunks, int cols) {
+                     int max_chunks, int cols, int chunk_rows) {
     int device = 0;
     QTTS_CUDA_CHECK(cudaGetDevice(&device));
     cudaDeviceProp prop{};
@@ -1030,6 +1031,7 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
     if (!prop.cooperativeLaunch) throw_gpu_error("this GPU does not support cooperative launches");
     MegaLaunch m;
     m.max_chunks = max_chunks;
+    m.chunk_rows = chunk_rows;
     m.n_cta = prop.multiProcessorCount;
     const long long max_rows = std::max({(long long)st.q_dim() + 2 * st.kv_dim(), (long long)st.n_ff,
                                          (long long)st.n_embd, (long long)vocab});
@@ -1057,11 +1059,11 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
 }  // namespace
 
 MegaLaunch plan_talker_launch(const StackDev& st, int vocab, int max_chunks) {
-    return plan_grid(talker_step_kernel, st, vocab, st.n_embd, 0, 0, max_chunks, 1);
+    return plan_grid(talker_step_kernel, st, vocab, st.n_embd, 0, 0, max_chunks, 1, kTalkerChunkRows);
 }
 
 MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int in_dim, int n_groups, int max_chunks) {
-    return plan_grid(predictor_frame_kernel, st, vocab, in_dim, vocab, n_groups, max_chunks, 2);
+    return plan_grid(predictor_frame_kernel, st, vocab, in_dim, vocab, n_groups, max_chunks, 2, kPredictorChunkRows);
 }
 
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream) {

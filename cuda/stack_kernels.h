@@ -86,6 +86,7 @@ struct MegaLaunch {
     size_t smem = 0;         // dynamic shared memory per CTA
     int max_chunks = 8;      // attention split of one head over the context (partials buffer stride)
     int ring_bytes = 0;      // the weight ring: the shared memory left after the other regions
+    int chunk_rows = 48;     // the ring's chunks hold at most this many rows (kTalkerChunkRows / kPredictorChunkRows)
     int cp_async = 0;        // 1: the producer copies with 16-byte cp.async instead of bulk copies (tests)
     int pace_bytes = 0;      // > 0: bulk copies in batches of about this many bytes, two in flight
     int barriers = 0;        // 1: a grid barrier at every phase boundary as well (comparison runs)

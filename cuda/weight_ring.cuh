@@ -19,6 +19,11 @@ namespace qtts::cuda::dev {
 constexpr int kRingSlots = 8;                    // chunks in flight at most
 constexpr int kPaceSlots = 2;                    // paced copy batches in flight
 constexpr int kMaxChunkRows = 48;                // mma_chunk handles up to 3 tiles of 16 rows
+// Chunk size caps of the two kernels (MegaLaunch::chunk_rows; H100, pacing 16 KB x 2, same codes in all): the
+// talker step is fastest with whole-phase chunks (0.678 ms at 48 rows, 0.69 at 32 / 24, 0.70-0.73 at 16), the
+// predictor frame with 16-row chunks (2.12 ms against 2.15 at 24-48): its consumers start on a gate/up phase's
+// first rows while the rest lands.
+constexpr int kTalkerChunkRows = 48, kPredictorChunkRows = 16;
 
 struct RingShared {
     unsigned long long full[kRingSlots];   // producer lanes arrive (32); bytes complete the transaction
@@ -28,13 +33,13 @@ struct RingShared {
 };
 
 // Rows per chunk of an n × K phase: a chunk takes at most 3/5 of the ring (so the next one can be in flight),
-// at most kMaxChunkRows, and the phase's chunks are balanced. (Smaller chunks and a cap on the copies in
+// at most max_rows (<= kMaxChunkRows), and the phase's chunks are balanced. (Smaller chunks and a cap on the copies in
 // flight were measured: no faster, see cuda/NOTES.md.)
 // Unsigned arithmetic and a one-chunk shortcut: every consumer thread runs this once per phase (signed
 // divisions were ~7 % of a launch's instructions).
-QTTS_HD inline int ring_chunk_rows(int n, int K, int ring_bytes) {
+QTTS_HD inline int ring_chunk_rows(int n, int K, int ring_bytes, int max_rows) {
     const unsigned cap_bytes = unsigned(ring_bytes) * 3u / 5u, cap_rows = cap_bytes / unsigned(ring_row_stride(K));
-    const unsigned cap = cap_rows < 1u ? 1u : cap_rows > unsigned(kMaxChunkRows) ? unsigned(kMaxChunkRows) : cap_rows;
+    const unsigned cap = cap_rows < 1u ? 1u : cap_rows > unsigned(max_rows) ? unsigned(max_rows) : cap_rows;
     if (n <= 0) return 1;
     if (unsigned(n) <= cap) return n;
     const unsigned chunks = (unsigned(n) + cap - 1u) / cap;
@@ -110,8 +115,8 @@ __device__ __forceinline__ void bulk_copy_rows(char* dst, int RS, const RowSrc& 
 // The producer warp: streams phases 0 .. n_phases-1 (phase_at(w) gives this CTA's rows of phase w) into the
 // ring. cp_async: 16-byte cp.async copies instead of bulk copies (always so before sm_90).
 template <class PhaseAt>
-__device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int n_phases, PhaseAt phase_at,
-                             const int* error, int cp_async, int pace_bytes) {
+__device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int chunk_rows, int n_phases,
+                             PhaseAt phase_at, const int* error, int cp_async, int pace_bytes) {
     constexpr int pace_depth = kPaceSlots;
     const int lane = threadIdx.x & 31;
 #if !(defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
@@ -121,7 +126,7 @@ __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int n_p
     bool ok = true;
     for (int w = 0; w < n_phases && ok; ++w) {
         const RowSrc src = phase_at(w);
-        const int RS = ring_row_stride(src.K), per = ring_chunk_rows(src.n, src.K, ring_bytes);
+        const int RS = ring_row_stride(src.K), per = ring_chunk_rows(src.n, src.K, ring_bytes, chunk_rows);
         for (int r0 = 0; r0 < src.n && ok; r0 += per, ++item) {
             const int rows = min(per, src.n - r0), bytes = rows * RS, slot = item % kRingSlots;
             const int at = ring_place(head, bytes, ring_bytes);
@@ -190,7 +195,7 @@ __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int n_p
 struct RingReader {
     RingShared* rs = nullptr;
     const char* ring = nullptr;
-    int ring_bytes = 0;
+    int ring_bytes = 0, chunk_rows = kMaxChunkRows;
     const int* error = nullptr;
     int item = 0, head = 0;
     unsigned long long* prof = nullptr;  // profiling (CTA 0): [0] ns waiting for chunks, [1] ns in the MMAs
@@ -200,7 +205,7 @@ struct RingReader {
     template <int C>
     __device__ void matvec(const RowSrc& src, const uint16_t* xsp, float* const (&part)[C],
                            float* const (&res)[C]) {
-        const int RS = ring_row_stride(src.K), per = ring_chunk_rows(src.n, src.K, ring_bytes);
+        const int RS = ring_row_stride(src.K), per = ring_chunk_rows(src.n, src.K, ring_bytes, chunk_rows);
         for (int r0 = 0; r0 < src.n; r0 += per, ++item) {
             const int rows = min(per, src.n - r0), slot = item % kRingSlots;
             const int at = ring_place(head, rows * RS, ring_bytes);
