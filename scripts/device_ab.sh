@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run ON THE GPU MACHINE: an A/B of kernel variants in one session (one machine, alternating runs, so the
+# comparison holds across machines of one kind). Each variant is built in its own copy of this tree:
+#   cur   the tree as it is
+#   base  the tree with .ab/base/ copied over it (e.g. `git show REV:cuda/x.cu > .ab/base/cuda/x.cu`)
+#   NAME  the tree after .ab/NAME.sh has run in the copy (a patch, e.g. a sed on a constant)
+# then `bench_cuda_backend --no-variants --steps 30 --frames 30` runs ROUNDS times per variant, alternating, and
+# prints each run's table row and last codes (equal codes: the variants compute the same bits).
+# .ab/ is ignored by git (.git/info/exclude); name it in the run tool's carry with .debs.
+# Usage: bash scripts/device_ab.sh ROUNDS variant...
+set -uo pipefail
+cd "$(dirname "$0")/.."
+rounds=$1; shift
+export LD_LIBRARY_PATH=/tmp/qtts-deps/usr/lib/x86_64-linux-gnu
+for v in "$@"; do
+  d=/tmp/ab_$v
+  rm -rf "$d"; mkdir -p "$d"
+  tar --exclude='./build*' -cf - . | tar -xf - -C "$d"
+  case $v in
+    cur) ;;
+    base) cp -r .ab/base/. "$d/" ;;
+    *) [ -f ".ab/$v.sh" ] || { echo "no .ab/$v.sh" >&2; exit 2; }
+       (cd "$d" && bash ".ab/$v.sh") || { echo "variant $v: patch failed" >&2; exit 2; } ;;
+  esac
+  (cd "$d" && OUT=/tmp/ab_out_$v TARGETS="bench_cuda_backend" SKIP_TESTS=1 SKIP_BENCH=1 \
+    bash scripts/device_build_and_test.sh >/dev/null 2>&1; grep -E "built|FAILED" /tmp/ab_out_$v/summary.txt | sed "s/^/$v: /")
+done
+for r in $(seq "$rounds"); do
+  for v in "$@"; do
+    line=$(timeout 60 "/tmp/ab_$v/build-device/bench_cuda_backend" --no-variants --steps 30 --frames 30 2>&1 |
+      grep -E "^\| default|last codes|rror" | tr '\n' ' ')
+    echo "round $r $v: $line"
+  done
+done
