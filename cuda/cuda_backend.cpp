@@ -207,7 +207,7 @@ private:
 MegaLaunch with_launch_options(MegaLaunch m, const CudaOptions& o) {
     m.barriers = o.grid_barriers ? 1 : 0;
     m.cp_async = o.ring_cp_async ? 1 : 0;
-    m.pace_bytes = o.ring_pace_kb * 1024;
+    if (o.ring_pace_kb >= 0) m.pace_bytes = o.ring_pace_kb * 1024;  // else the kernel's own (plan_*_launch)
     if (o.test_ring_bytes > 0) m.ring_bytes = std::min(m.ring_bytes, o.test_ring_bytes & ~127);
     return m;
 }

@@ -20,8 +20,8 @@ struct CudaOptions {
     unsigned backoff_ns = 0;    // sleep between polls for another CTA's values or a grid barrier (0: spin)
     bool trace = false;         // record per-CTA phase end / next-input times (CudaTimed::trace_report)
     int test_stall_cta = -1;    // tests only: this CTA never publishes anything (proves the watchdog)
-    int ring_pace_kb = 16;      // weight ring: bulk copies in batches of this many KB, two in flight (0: whole
-                                // chunks at once; 16 KB beat 8, 24, 32 and 3-4 in flight, see cuda/NOTES.md)
+    int ring_pace_kb = -1;      // weight ring: bulk copies in batches of this many KB, two in flight (0: whole
+                                // chunks at once; -1: each kernel's own, talker 16 KB, predictor 8; cuda/NOTES.md)
     int test_ring_bytes = 0;    // tests only: a smaller weight ring (phases cut into more chunks, more wrap-arounds)
     bool grid_barriers = false; // a grid barrier at every phase boundary as well (comparison runs: the phases
                                 // otherwise only poll the tagged values they read, see cuda/NOTES.md)

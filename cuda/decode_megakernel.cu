@@ -1023,7 +1023,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
 
 template <class Kernel>
 MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, int vocab_sample, int n_groups,
-                     int max_chunks, int cols, int chunk_rows) {
+                     int max_chunks, int cols, int chunk_rows, int pace_bytes) {
     int device = 0;
     QTTS_CUDA_CHECK(cudaGetDevice(&device));
     cudaDeviceProp prop{};
@@ -1032,6 +1032,7 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
     MegaLaunch m;
     m.max_chunks = max_chunks;
     m.chunk_rows = chunk_rows;
+    m.pace_bytes = pace_bytes;
     m.n_cta = prop.multiProcessorCount;
     const long long max_rows = std::max({(long long)st.q_dim() + 2 * st.kv_dim(), (long long)st.n_ff,
                                          (long long)st.n_embd, (long long)vocab});
@@ -1059,11 +1060,13 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
 }  // namespace
 
 MegaLaunch plan_talker_launch(const StackDev& st, int vocab, int max_chunks) {
-    return plan_grid(talker_step_kernel, st, vocab, st.n_embd, 0, 0, max_chunks, 1, kTalkerChunkRows);
+    return plan_grid(talker_step_kernel, st, vocab, st.n_embd, 0, 0, max_chunks, 1, kTalkerChunkRows,
+                     kTalkerPaceBytes);
 }
 
 MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int in_dim, int n_groups, int max_chunks) {
-    return plan_grid(predictor_frame_kernel, st, vocab, in_dim, vocab, n_groups, max_chunks, 2, kPredictorChunkRows);
+    return plan_grid(predictor_frame_kernel, st, vocab, in_dim, vocab, n_groups, max_chunks, 2, kPredictorChunkRows,
+                     kPredictorPaceBytes);
 }
 
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream) {

@@ -24,6 +24,10 @@ constexpr int kMaxChunkRows = 48;                // mma_chunk handles up to 3 ti
 // predictor frame with 16-row chunks (2.12 ms against 2.15 at 24-48): its consumers start on a gate/up phase's
 // first rows while the rest lands.
 constexpr int kTalkerChunkRows = 48, kPredictorChunkRows = 16;
+// Paced copy batches (MegaLaunch::pace_bytes, two in flight), measured with those chunk caps (H100): talker 16 KB
+// (0.677 ms against 0.73 at 8 KB and 0.69-0.70 at 24-32), predictor 8 KB (2.08-2.12 ms; 12 KB 2.11-2.14, 16 KB
+// 2.11-2.12, 6 KB 2.26, 4 KB 2.41).
+constexpr int kTalkerPaceBytes = 16 << 10, kPredictorPaceBytes = 8 << 10;
 
 struct RingShared {
     unsigned long long full[kRingSlots];   // producer lanes arrive (32); bytes complete the transaction
