@@ -83,10 +83,11 @@ TextTrack::TextTrack(const ModelWeights& weights, const TensorStore& store, std:
     const int64_t n = rows();
     if (rest == Rest::now) first_ = n;
     if (rest == Rest::background && worker) {
-        // Every row on the worker, so one OpenMP team does all of it (see HostWorker). The first rows with all
-        // cores while this thread waits; the later batches with one core fewer: this thread launches GPU work.
-        const int all = omp_get_max_threads(), fewer = std::max(1, all - 1);
-        worker->submit([this] { project(0, first_); }, all).get();
+        // Every row on the worker, so one OpenMP team does all of it (see HostWorker), with one core fewer than
+        // the machine has: this thread launches the GPU work, and the team's idle workers spin for ~10 ms after
+        // each batch (with every core in the team, its wake-up and the prefill's launches waited up to 8 ms).
+        const int fewer = std::max(1, omp_get_max_threads() - 1);
+        worker->submit([this] { project(0, first_); }, fewer).get();
         constexpr int64_t kFirstLaterBatchRows = 8;  // ~1 ms on 15 cores at 0.6B; step 1 comes ≥ 6 ms later
         try {
             for (int64_t begin = first_, size = kFirstLaterBatchRows; begin < n; begin += size, size *= 2) {
