@@ -3,10 +3,10 @@
 #include "core/engine.h"
 
 #include <algorithm>
-#include <system_error>
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <system_error>
 
 #include <unistd.h>
 
