@@ -80,7 +80,7 @@ if [ "${E2E:-0}" = 1 ]; then
   cmake --build "$build" -j "${JOBS:-$(nproc)}" --target qtts >>"$out/build.log" 2>&1 || log "qtts build FAILED"
   for chunk in 1 4 ramp16; do  # ramp16: calls of 1, 2, 4, 8, 16 frames, as qtts speak streams
     args=(--vocoder-chunk "${chunk#ramp}"); [ "${chunk#ramp}" != "$chunk" ] && args+=(--vocoder-ramp)
-    timeout 200 "$build/qtts" --device cuda bench --random-weights --frames 100 --reps 5 "${args[@]}" \
+    timeout 200 "$build/qtts" --device cuda bench --random-weights --frames 100 --reps 9 "${args[@]}" \
       --json "$out/e2e_chunk$chunk.json" 2>&1 | tee "$out/e2e_chunk$chunk.log"
   done
 fi
