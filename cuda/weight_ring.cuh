@@ -28,6 +28,7 @@ constexpr int kTalkerChunkRows = 48, kPredictorChunkRows = 16;
 // (0.677 ms against 0.73 at 8 KB and 0.69-0.70 at 24-32), predictor 8 KB (2.08-2.12 ms; 12 KB 2.11-2.14, 16 KB
 // 2.11-2.12, 6 KB 2.26, 4 KB 2.41).
 constexpr int kTalkerPaceBytes = 16 << 10, kPredictorPaceBytes = 8 << 10;
+static_assert(kTalkerChunkRows <= kMaxChunkRows && kPredictorChunkRows <= kMaxChunkRows, "mma_chunk takes <= 48 rows");
 
 struct RingShared {
     unsigned long long full[kRingSlots];   // producer lanes arrive (32); bytes complete the transaction
@@ -37,10 +38,9 @@ struct RingShared {
 };
 
 // Rows per chunk of an n × K phase: a chunk takes at most 3/5 of the ring (so the next one can be in flight),
-// at most max_rows (<= kMaxChunkRows), and the phase's chunks are balanced. (Smaller chunks and a cap on the copies in
-// flight were measured: no faster, see cuda/NOTES.md.)
-// Unsigned arithmetic and a one-chunk shortcut: every consumer thread runs this once per phase (signed
-// divisions were ~7 % of a launch's instructions).
+// at most max_rows (the kernel's cap above), and the phase's chunks are balanced. Unsigned arithmetic and a
+// one-chunk shortcut: every consumer thread runs this once per phase (signed divisions were ~7 % of a launch's
+// instructions).
 QTTS_HD inline int ring_chunk_rows(int n, int K, int ring_bytes, int max_rows) {
     const unsigned cap_bytes = unsigned(ring_bytes) * 3u / 5u, cap_rows = cap_bytes / unsigned(ring_row_stride(K));
     const unsigned cap = cap_rows < 1u ? 1u : cap_rows > unsigned(max_rows) ? unsigned(max_rows) : cap_rows;
