@@ -25,7 +25,7 @@ namespace {
 struct BenchOptions {
     std::string text = "The quick brown fox jumps over the lazy dog, and then it runs far away.";
     std::string json_out, random_size = "0.6b";
-    bool random_weights = false, greedy = false, ramp = false;
+    bool random_weights = false, greedy = false, ramp = false, host_loop = false;
     int64_t frames = 20, reps = 5, warmup = 1, chunk_frames = 1;
     uint64_t seed = 0;
     double peak_gbps = 0;
@@ -72,6 +72,7 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
     req.seed = o.seed;
     req.vocoder_chunk_frames = o.chunk_frames;
     req.vocoder_ramp = o.ramp;
+    req.host_frame_loop = o.host_loop;
     if (o.greedy) {
         req.talker = SamplerSettings{.do_sample = false, .repetition_penalty = 1.05f};
         req.predictor = SamplerSettings{.do_sample = false};
@@ -90,9 +91,11 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
                                  {"first audio: code predictor", "ms", {}}, {"first audio: vocoder", "ms", {}},
                                  {"first audio: host", "ms", {}}};
     int64_t prompt_len = 0;
+    bool device_loop = false;
     for (int64_t r = 0; r < o.reps; ++r) {
         if (g_signal.load()) throw Interrupted("interrupted");
         const SynthesisResult res = session.synthesize(req);
+        device_loop = res.device_frame_loop;
         const StageTimes& t = res.times;
         const double audio_s = double(res.audio.size()) / double(c.vocoder.sample_rate);
         const double frames = double(res.n_frames);
@@ -128,8 +131,10 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
     const double peak = o.peak_gbps > 0 ? o.peak_gbps : known_peak_gbps(device);
     const Summary talker = summarize(m[6].samples), predictor = summarize(m[7].samples);
 
-    fmt::print("qtts bench: {} | {} | {} frames × {} reps (+{} warmup) | {} | rev {}\n", model->description(),
-               c.summary(), o.frames, o.reps, o.warmup, device, QTTS_GIT_REVISION);
+    fmt::print("qtts bench: {} | {} | {} frames × {} reps (+{} warmup) | {} ({} frame loop) | rev {}\n",
+               model->description(), c.summary(), o.frames, o.reps, o.warmup, device, device_loop ? "device" : "host",
+               QTTS_GIT_REVISION);
+    if (device_loop) fmt::print("talker step and code predictor: device time (CUDA events); the host waits once per vocoder chunk\n");
     if (model->is_random()) fmt::print("RANDOM WEIGHTS: timings are valid, the audio is noise\n");
     // `skip`: characters of each name left out (the "first audio: " prefix the JSON keys carry).
     const auto table = [](const char* title, const std::vector<Metric>& ms, size_t skip) {
@@ -159,7 +164,7 @@ void run_bench(const CommonOptions& common, const BenchOptions& o) {
                             {"seed", o.seed}, {"text", o.text}, {"prompt_tokens", prompt_len},
                             {"vocoder_chunk_frames", o.chunk_frames}, {"vocoder_ramp", o.ramp}, {"threads", std::thread::hardware_concurrency()},
                             {"talker_step_bytes", talker_gb * 1e9}, {"predictor_frame_bytes", predictor_gb * 1e9},
-                            {"peak_gbps", peak}};
+                            {"peak_gbps", peak}, {"device_frame_loop", device_loop}};
         std::vector<Metric> all = m;
         all.insert(all.end(), first.begin(), first.end());
         for (const Metric& x : all) {
@@ -182,6 +187,9 @@ void register_bench(CLI::App& app, const CommonOptions& common) {
     sub->add_option("--warmup", o->warmup, "Unmeasured runs first")->capture_default_str();
     sub->add_option("--vocoder-chunk", o->chunk_frames, "Frames per vocoder call")->capture_default_str();
     sub->add_flag("--vocoder-ramp", o->ramp, "Vocoder calls of 1, 2, 4, ... frames up to --vocoder-chunk (as qtts speak)");
+    sub->add_flag("--host-loop", o->host_loop,
+                  "Draw codebook 0 and form each talker input on the host, one round trip per stage and frame "
+                  "(comparison with the GPU engine's device frame loop)");
     sub->add_flag("--greedy", o->greedy, "Arg-max decoding (default: the checkpoint's sampling settings)");
     sub->add_option("--seed", o->seed, "Sampling seed (and random-weight seed)")->capture_default_str();
     sub->add_flag("--random-weights", o->random_weights,

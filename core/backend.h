@@ -55,6 +55,40 @@ public:
     virtual std::string name() const = 0;
 };
 
+// Optional (GPU backends): the engine's frame loop on the device, so that frames run back to back without a host
+// round trip each. Per frame it draws codebook 0 from the talker's logits by the engine's rules (repetition
+// penalty over the utterance's codebook-0 ids, control ids suppressed except EOS, EOS banned at frames 0-1 or
+// when asked; draws CounterRng(seed).uniform(0, frame_offset + g)), predicts codebooks 1..G-1, sums the next
+// talker input (the G code embeddings, then a text row) and runs the talker step. The host enqueues a batch of
+// frames and collects their codes once. Same codes as the host loop over the TalkerBackend / PredictorBackend
+// it was made with; a frame after one that drew EOS does nothing.
+class FrameLoopBackend {
+public:
+    struct Settings {
+        SamplerSettings talker, predictor;
+        uint64_t seed = 0, frame_offset = 0;
+        bool ban_eos = false;   // EOS banned at every frame
+        int64_t text_rows = 0;  // rows put_text_rows may fill
+    };
+    struct Times {
+        double talker_s = 0, predictor_s = 0;  // device time of the frames collected
+        int64_t talker_steps = 0;
+    };
+    virtual ~FrameLoopBackend() = default;
+    // Starts an utterance after TalkerBackend::prefill (frame 0 draws from the prefill's logits).
+    virtual void begin(const Settings& settings) = 0;
+    // Text rows [first, first + rows.size() / n_embd) for later next_text_row arguments (copied before return).
+    virtual void put_text_rows(int64_t first, std::span<const float> rows) = 0;
+    // Enqueues frame g (0, 1, 2, ...): for g >= 1 the talker step on frame g-1's input, then codebook 0 and the
+    // predictor; with next_text_row >= 0 also frame g+1's input (that text row).
+    virtual void enqueue_frame(int64_t g, int64_t next_text_row) = 0;
+    // Waits for frames [first, first + n) (in order, not collected before) and copies their codes, frame-major. A
+    // frame that drew EOS has only codes[0] set; the frames after it have none.
+    virtual Times collect(int64_t first, int64_t n, std::span<int32_t> codes) = 0;
+    // Waits for every enqueued frame (ends an utterance that stopped early).
+    virtual void finish() = 0;
+};
+
 struct ModelWeights;
 struct ModelConfig;
 class Vocoder;
@@ -62,7 +96,8 @@ class Vocoder;
 struct Backends {
     std::unique_ptr<TalkerBackend> talker;
     std::unique_ptr<PredictorBackend> predictor;
-    std::unique_ptr<VocoderBackend> vocoder;  // nullptr: the session uses the CPU VocoderStream
+    std::unique_ptr<VocoderBackend> vocoder;      // nullptr: the session uses the CPU VocoderStream
+    std::unique_ptr<FrameLoopBackend> frame_loop; // nullptr: the engine's host loop; refers to talker and predictor
 };
 
 // A GPU library registers its factory at program start (the CLI calls qtts::cuda::register_backend());

@@ -182,10 +182,12 @@ Session::Session(std::shared_ptr<const Model> model) : model_(std::move(model)) 
             talker_ = std::move(b.talker);
             predictor_ = std::move(b.predictor);
             vocoder_ = std::move(b.vocoder);
+            frame_loop_ = std::move(b.frame_loop);
         } catch (const GpuError& e) {
             // --device auto promises the CPU engine when the GPU one cannot run (out of memory, unsupported GPU).
             if (model_->options().device != Device::automatic) throw;
             warn(model_->options(), fmt::format("the CUDA engine is unavailable ({}); using the CPU engine", e.what()));
+            frame_loop_.reset();
             talker_.reset();
             predictor_.reset();
             vocoder_.reset();
@@ -316,58 +318,116 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         if (observer) observer->on_audio(pcm);
     };
 
-    for (int64_t g = 0;; ++g) {
-        if (observer && observer->should_stop()) {
-            res.stop = StopReason::cancelled;
-            break;
-        }
-        // Codebook 0 (spec §5.5): penalty → EOS ban (first 2) → suppress control ids → sample.
-        const auto raw = talker_->logits();
-        std::copy(raw.begin(), raw.end(), logits.begin());
-        if (observer) observer->on_talker_logits(g, logits);
-        apply_repetition_penalty(logits, history, talker_settings.repetition_penalty);
-        constrain_talker_logits(logits, g, c.talker, req.ignore_eos);
-        const int32_t c0 = forced ? (*forced)[size_t(g * G)] : sample_token(logits, talker_settings, rng.uniform(0, req.rng_frame_offset + uint64_t(g)));
-        if (c0 == eos) {
-            res.stop = StopReason::eos;
-            break;
-        }
-        history.push_back(c0);
-        frame[0] = c0;
-        t0 = std::chrono::steady_clock::now();
-        if (forced) {
-            std::copy(forced->begin() + g * G, forced->begin() + (g + 1) * G, frame.begin());
-            predictor_->forced_argmax(talker_->hidden(), frame, predicted);
-            if (observer) observer->on_predictor_argmax(g, predicted);
-        } else {
-            predictor_->predict(talker_->hidden(), frame, predictor_settings, rng, req.rng_frame_offset + uint64_t(g));
-        }
-        res.times.predictor_s += seconds_since(t0);
-        res.codes.insert(res.codes.end(), frame.begin(), frame.end());
-        pending.insert(pending.end(), frame.begin(), frame.end());
+    // Takes frame g's codes: record, stream to the vocoder in chunks. False when the frame cap is reached.
+    const auto take_frame = [&](int64_t g, std::span<const int32_t> codes) {
+        res.codes.insert(res.codes.end(), codes.begin(), codes.end());
+        pending.insert(pending.end(), codes.begin(), codes.end());
         ++res.n_frames;
-        if (observer) observer->on_frame(g, frame);
+        if (observer) observer->on_frame(g, codes);
         if (int64_t(pending.size()) >= chunk_frames * G) {
             flush_vocoder();
             if (req.vocoder_ramp) chunk_frames = std::min(chunk_frames * 2, req.vocoder_chunk_frames);
         }
-        if (res.n_frames >= res.frame_cap) {
-            res.stop = StopReason::frame_cap;
-            break;
+        if (res.n_frames < res.frame_cap) return true;
+        res.stop = StopReason::frame_cap;
+        return false;
+    };
+
+    if (frame_loop_ && !forced && !req.host_frame_loop && !(observer && observer->wants_talker_logits())) {
+        // The device runs the frames of one vocoder chunk back to back; the host collects their codes once.
+        FrameLoopBackend& loop = *frame_loop_;
+        res.device_frame_loop = true;
+        loop.begin({.talker = talker_settings, .predictor = predictor_settings, .seed = req.seed,
+                    .frame_offset = req.rng_frame_offset, .ban_eos = req.ignore_eos, .text_rows = L + T + 1});
+        struct Drain {  // an exception mid-batch leaves no frame running
+            FrameLoopBackend& loop;
+            ~Drain() {
+                try {
+                    loop.finish();
+                } catch (const std::exception&) {  // already unwinding from the first error
+                }
+            }
+        } drain{loop};
+        int64_t uploaded = L;  // text rows [L, uploaded) are on the device
+        std::vector<int32_t> codes;
+        for (int64_t first = 0; first < res.frame_cap;) {
+            if (observer && observer->should_stop()) {
+                res.stop = StopReason::cancelled;
+                break;
+            }
+            const int64_t n = std::min(chunk_frames - int64_t(pending.size()) / G, res.frame_cap - first);
+            // Frame g's next input needs text row L + min(g, T) when a frame g + 1 follows.
+            const int64_t last_row = L + std::min(first + n - 1, T);
+            if (last_row >= uploaded) {
+                for (int64_t r = uploaded; r <= last_row; ++r) text_track.row(r);  // waits; rethrows a batch's error
+                loop.put_text_rows(uploaded, {text_track.row(uploaded), size_t((last_row + 1 - uploaded) * E)});
+                uploaded = last_row + 1;
+            }
+            for (int64_t g = first; g < first + n; ++g)
+                loop.enqueue_frame(g, g + 1 < res.frame_cap ? L + std::min(g, T) : -1);
+            codes.resize(size_t(n * G));
+            const FrameLoopBackend::Times t = loop.collect(first, n, codes);
+            res.times.talker_s += t.talker_s;
+            res.times.predictor_s += t.predictor_s;
+            res.times.talker_steps += t.talker_steps;
+            bool more = true;
+            for (int64_t i = 0; i < n && more; ++i) {
+                const std::span<const int32_t> frame_codes(codes.data() + i * G, size_t(G));
+                if (frame_codes[0] == eos) {
+                    res.stop = StopReason::eos;
+                    more = false;
+                } else {
+                    more = take_frame(first + i, frame_codes);
+                }
+            }
+            if (!more) break;
+            first += n;
         }
-        // Next talker input: all 16 codebook embeddings of this frame + the trailing text vector.
-        // Summed in the reference's order: codebooks 0..G-1, then the text vector.
-        std::fill(next.begin(), next.end(), 0.0f);
-        for (int64_t k = 0; k < G; ++k) {
-            const float* row = model_->weights().codebook_row(k, frame[size_t(k)]);
-            for (int64_t d = 0; d < E; ++d) next[size_t(d)] += row[d];
+        loop.finish();
+    } else {
+        for (int64_t g = 0;; ++g) {
+            if (observer && observer->should_stop()) {
+                res.stop = StopReason::cancelled;
+                break;
+            }
+            // Codebook 0 (spec §5.5): penalty → EOS ban (first 2) → suppress control ids → sample.
+            const auto raw = talker_->logits();
+            std::copy(raw.begin(), raw.end(), logits.begin());
+            if (observer && observer->wants_talker_logits()) observer->on_talker_logits(g, logits);
+            apply_repetition_penalty(logits, history, talker_settings.repetition_penalty);
+            constrain_talker_logits(logits, g, c.talker, req.ignore_eos);
+            const int32_t c0 = forced ? (*forced)[size_t(g * G)]
+                                      : sample_token(logits, talker_settings, rng.uniform(0, req.rng_frame_offset + uint64_t(g)));
+            if (c0 == eos) {
+                res.stop = StopReason::eos;
+                break;
+            }
+            history.push_back(c0);
+            frame[0] = c0;
+            t0 = std::chrono::steady_clock::now();
+            if (forced) {
+                std::copy(forced->begin() + g * G, forced->begin() + (g + 1) * G, frame.begin());
+                predictor_->forced_argmax(talker_->hidden(), frame, predicted);
+                if (observer) observer->on_predictor_argmax(g, predicted);
+            } else {
+                predictor_->predict(talker_->hidden(), frame, predictor_settings, rng, req.rng_frame_offset + uint64_t(g));
+            }
+            res.times.predictor_s += seconds_since(t0);
+            if (!take_frame(g, frame)) break;
+            // Next talker input: all 16 codebook embeddings of this frame + the trailing text vector.
+            // Summed in the reference's order: codebooks 0..G-1, then the text vector.
+            std::fill(next.begin(), next.end(), 0.0f);
+            for (int64_t k = 0; k < G; ++k) {
+                const float* row = model_->weights().codebook_row(k, frame[size_t(k)]);
+                for (int64_t d = 0; d < E; ++d) next[size_t(d)] += row[d];
+            }
+            const float* text_part = text_track.row(L + std::min(g, T));  // trailing text, then the pad
+            for (int64_t d = 0; d < E; ++d) next[size_t(d)] += text_part[d];
+            t0 = std::chrono::steady_clock::now();
+            talker_->step(next);
+            res.times.talker_s += seconds_since(t0);
+            ++res.times.talker_steps;
         }
-        const float* text_part = text_track.row(L + std::min(g, T));  // trailing text, then the pad
-        for (int64_t d = 0; d < E; ++d) next[size_t(d)] += text_part[d];
-        t0 = std::chrono::steady_clock::now();
-        talker_->step(next);
-        res.times.talker_s += seconds_since(t0);
-        ++res.times.talker_steps;
     }
     flush_vocoder();
     res.times.text_s = text_track.wait_s();

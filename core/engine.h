@@ -88,6 +88,8 @@ struct SynthesisRequest {
     bool vocoder_ramp = false;                 // 1 frame first, then doubling up to vocoder_chunk_frames:
                                                // first audio after one frame, fewer, larger calls after it
     bool ignore_eos = false;                   // benchmarks: never stop early, run exactly the frame cap
+    bool host_frame_loop = false;              // sample codebook 0 and form each talker input on the host even
+                                               // when the engine has a device frame loop (comparisons)
     // Teacher forcing (parity): frames [n × num_code_groups] replace every sampled code; the talker and
     // predictor still run and report their logits / arg-max predictions through the observer.
     std::optional<std::vector<int32_t>> forced_codes;
@@ -110,6 +112,7 @@ struct SynthesisResult {
     int64_t frame_cap = 0;
     std::vector<float> audio;        // 24 kHz mono, [-1, 1]
     StopReason stop = StopReason::eos;
+    bool device_frame_loop = false;  // the frames ran in the backend's FrameLoopBackend, not the host loop
     StageTimes times;
     StageTimes first_audio_times;    // `times` as they stood when the first audio was delivered (total_s then)
 };
@@ -118,8 +121,10 @@ struct SynthesisResult {
 class SynthesisObserver {
 public:
     virtual ~SynthesisObserver() = default;
-    // Raw codec_head logits before any processing; step 0 is the last prefill position.
+    // Raw codec_head logits before any processing; step 0 is the last prefill position. Only called when
+    // wants_talker_logits() (the logits then come to the host every frame: no device frame loop).
     virtual void on_talker_logits(int64_t step, std::span<const float> logits) { (void)step, (void)logits; }
+    virtual bool wants_talker_logits() const { return false; }
     virtual void on_frame(int64_t frame, std::span<const int32_t> codes) { (void)frame, (void)codes; }
     // Teacher forcing only: the predictor's arg-max for codebooks 1..G-1 (index 0 unused) of `frame`.
     virtual void on_predictor_argmax(int64_t frame, std::span<const int32_t> argmax) { (void)frame, (void)argmax; }
@@ -160,6 +165,7 @@ private:
     std::unique_ptr<TalkerBackend> talker_;
     std::unique_ptr<PredictorBackend> predictor_;
     std::unique_ptr<VocoderBackend> vocoder_;  // GPU one from the factory, else the CPU VocoderStream
+    std::unique_ptr<FrameLoopBackend> frame_loop_;  // GPU engines: the frame loop on the device (uses talker_ etc.)
     TextRowCache template_text_;               // the prompt template's text rows, projected once
     std::unique_ptr<HostWorker> host_worker_;  // GPU engines: the text projection while the GPU works
 };

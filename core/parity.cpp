@@ -164,6 +164,7 @@ public:
     std::vector<std::vector<float>> logits;
     std::vector<std::vector<int32_t>> predicted;
     void on_talker_logits(int64_t, std::span<const float> l) override { logits.emplace_back(l.begin(), l.end()); }
+    bool wants_talker_logits() const override { return true; }
     void on_predictor_argmax(int64_t, std::span<const int32_t> a) override { predicted.emplace_back(a.begin(), a.end()); }
 };
 

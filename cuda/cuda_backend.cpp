@@ -5,6 +5,7 @@
 #include "cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -212,6 +213,18 @@ MegaLaunch with_launch_options(MegaLaunch m, const CudaOptions& o) {
     return m;
 }
 
+DevSampler dev_sampler(const SamplerSettings& s, int vocab, uint64_t seed, uint64_t frame) {
+    DevSampler d;
+    d.do_sample = s.do_sample ? 1 : 0;
+    d.temperature = s.temperature;
+    d.top_k = int(std::clamp<int64_t>(s.top_k, 0, vocab));
+    d.top_p = s.top_p;
+    d.repetition_penalty = s.repetition_penalty;
+    d.seed = seed;
+    d.frame = frame;
+    return d;
+}
+
 // Phase trace of one persistent launch: [n_cta][cap][2] ns (slot 0: start; b >= 1: end of phase b, and the
 // moment the CTA had the inputs of phase b + 1).
 class PhaseTrace {
@@ -402,18 +415,7 @@ public:
         cudaStream_t s = stream_.get();
         stack_.ensure_capacity(length_ + 1, length_, s);
         std::memcpy(in_.get(), embed.data(), size_t(E_) * 4);
-        TalkerStepArgs a;
-        a.stack = stack_.dev();
-        a.s = scratch_.view();
-        a.sync = sync_.get();
-        trace_.attach(a.sync);
-        a.x0 = x0_.get();
-        a.pos = length_;
-        a.n_chunks = std::clamp(grid_.n_cta / a.stack.n_head, 1, std::min(options_.max_chunks, length_ + 1));
-        a.head = head_.get();
-        a.vocab = vocab_;
-        a.hidden_out = hidden_d_.get();
-        a.logits_out = logits_d_.get();
+        const TalkerStepArgs a = step_args(x0_.get(), nullptr);
         std::lock_guard lock(launch_mutex());
         QTTS_CUDA_CHECK(cudaMemcpyAsync(x0_.get(), in_.get(), size_t(E_) * 4, cudaMemcpyHostToDevice, s));
         QTTS_CUDA_CHECK(cudaEventRecord(t0_.get(), s));
@@ -422,6 +424,27 @@ public:
         fetch_outputs(true);
         trace_.collect(trace_cls_, {"qkv", "attention", "o-proj", "gate/up", "down"});
         ++length_;
+    }
+
+    // The device frame loop (CudaFrameLoop, which holds the launch mutex): one step on a device-resident input,
+    // enqueued on stream() without waiting; does nothing on the device once *stop is set.
+    void enqueue_step(const float* x0, const int* stop) {
+        QTTS_CHECK(length_ > 0, "talker step before prefill");
+        check_usable();
+        stack_.ensure_capacity(length_ + 1, length_, stream_.get());
+        launch_talker_step(step_args(x0, stop), grid_, stream_.get());
+        ++length_;
+    }
+    cudaStream_t stream() const { return stream_.get(); }
+    const float* hidden_device() const { return hidden_d_.get(); }
+    const float* logits_device() const { return logits_d_.get(); }
+    // Throws (and stays unusable) when a launch's watchdog fired; copies the error word after stream() is idle.
+    void check_error() {
+        QTTS_CUDA_CHECK(cudaMemcpy(err_.get(), sync_.get().error, sizeof(int), cudaMemcpyDeviceToHost));
+        if (*err_.get()) {
+            broken_ = true;
+            throw_watchdog("talker");
+        }
     }
 
     std::span<const float> hidden() const override { return {hidden_.get(), size_t(E_)}; }
@@ -436,6 +459,22 @@ private:
     }
     void check_usable() const {
         if (broken_) throw_watchdog("talker");
+    }
+    TalkerStepArgs step_args(const float* x0, const int* stop) {
+        TalkerStepArgs a;
+        a.stack = stack_.dev();
+        a.s = scratch_.view();
+        a.sync = sync_.get();
+        trace_.attach(a.sync);
+        a.x0 = x0;
+        a.pos = length_;
+        a.n_chunks = std::clamp(grid_.n_cta / a.stack.n_head, 1, std::min(options_.max_chunks, length_ + 1));
+        a.head = head_.get();
+        a.vocab = vocab_;
+        a.hidden_out = hidden_d_.get();
+        a.logits_out = logits_d_.get();
+        a.stop = stop;
+        return a;
     }
     void fetch_outputs(bool check_error) {
         cudaStream_t s = stream_.get();
@@ -503,7 +542,7 @@ public:
         codes_d_ = DeviceBuffer<int>(size_t(G_));
         in_ = PinnedBuffer<float>(size_t(in_dim_));
         out_ = PinnedBuffer<int>(size_t(G_) + 1);
-        grid_ = with_launch_options(plan_predictor_launch(st, vocab_, in_dim_, G_, o.max_chunks), o);
+        grid_ = with_launch_options(plan_predictor_launch(st, vocab_, vocab0_, in_dim_, G_, o.max_chunks), o);
         trace_.init(o.trace, grid_.n_cta);
         for (int t = 1; t < G_; ++t) {  // pass 1 runs positions 0 and 1 together
             if (p.mtp_w) trace_cls_.push_back(6);
@@ -524,31 +563,8 @@ public:
         if (broken_) throw_watchdog("code predictor");
         cudaStream_t st = stream_.get();
         std::memcpy(in_.get(), talker_hidden.data(), size_t(in_dim_) * 4);
-        PredictorFrameArgs a;
-        a.stack = stack_.dev();
-        a.s = scratch_.view();
-        a.s.logits = logits_d_.get();
-        a.s.xproj = xproj_.get();
-        a.sync = sync_.get();
-        trace_.attach(a.sync);
-        a.talker_hidden = hidden_d_.get();
-        a.emb0 = emb0_.get();
-        a.emb = emb_.get();
-        a.heads = heads_.get();
-        a.mtp_w = mtp_w_.get();
-        a.mtp_b = mtp_b_.get();
-        a.in_dim = in_dim_;
-        a.vocab = vocab_;
-        a.n_groups = G_;
+        PredictorFrameArgs a = frame_args(hidden_d_.get(), s, rng.seed(), frame, codes_d_.get());
         a.code0 = codes[0];
-        a.sampler.do_sample = s.do_sample ? 1 : 0;
-        a.sampler.temperature = s.temperature;
-        a.sampler.top_k = int(std::clamp<int64_t>(s.top_k, 0, vocab_));
-        a.sampler.top_p = s.top_p;
-        a.sampler.repetition_penalty = s.repetition_penalty;
-        a.sampler.seed = rng.seed();
-        a.sampler.frame = frame;
-        a.codes_out = codes_d_.get();
         std::lock_guard lock(launch_mutex());
         QTTS_CUDA_CHECK(cudaMemcpyAsync(hidden_d_.get(), in_.get(), size_t(in_dim_) * 4, cudaMemcpyHostToDevice, st));
         QTTS_CUDA_CHECK(cudaEventRecord(t0_.get(), st));
@@ -571,7 +587,50 @@ public:
     double last_device_ms() const override { return last_ms_; }
     std::string trace_report() const override { return trace_.report(); }
 
+    // The device frame loop (CudaFrameLoop, which holds the launch mutex): one frame that draws codebook 0 from
+    // the talker's device logits and reads its hidden state from device memory, enqueued on `stream`.
+    void enqueue_loop_frame(const FrameLoopArgs& loop, const float* talker_hidden, const SamplerSettings& s,
+                            uint64_t seed, uint64_t frame, int* codes_out, cudaStream_t stream) {
+        if (broken_) throw_watchdog("code predictor");
+        PredictorFrameArgs a = frame_args(talker_hidden, s, seed, frame, codes_out);
+        a.loop = loop;
+        launch_predictor_frame(a, grid_, stream);
+    }
+    void check_error() {
+        QTTS_CUDA_CHECK(cudaMemcpy(out_.get() + G_, sync_.get().error, sizeof(int), cudaMemcpyDeviceToHost));
+        if (out_.get()[G_]) {
+            broken_ = true;
+            throw_watchdog("code predictor");
+        }
+    }
+    // The code embeddings as the device holds them (bf16: emb0, then emb).
+    const uint16_t* emb0() const { return emb0_.get(); }
+
 private:
+    PredictorFrameArgs frame_args(const float* talker_hidden, const SamplerSettings& s, uint64_t seed, uint64_t frame,
+                                  int* codes_out) {
+        PredictorFrameArgs a;
+        a.stack = stack_.dev();
+        a.s = scratch_.view();
+        a.s.logits = logits_d_.get();
+        a.s.xproj = xproj_.get();
+        a.sync = sync_.get();
+        trace_.attach(a.sync);
+        a.talker_hidden = talker_hidden;
+        a.emb0 = emb0_.get();
+        a.emb = emb_.get();
+        a.heads = heads_.get();
+        a.mtp_w = mtp_w_.get();
+        a.mtp_b = mtp_b_.get();
+        a.in_dim = in_dim_;
+        a.vocab = vocab_;
+        a.vocab0 = vocab0_;
+        a.n_groups = G_;
+        a.sampler = dev_sampler(s, vocab_, seed, frame);
+        a.codes_out = codes_out;
+        return a;
+    }
+
     Stream stream_;
     Event t0_, t1_;
     DeviceStack stack_;
@@ -591,6 +650,132 @@ private:
     std::vector<int> trace_cls_;
 };
 
+// The engine's frame loop on the device (FrameLoopBackend) over one CudaTalker and CudaPredictor: per frame
+// [talker step] -> [predictor frame: codebook 0 drawn on the device, codebooks 1..G-1, the next talker input], all
+// on the talker's stream. Codes land in host-mapped memory; the host waits once per collected batch, which also
+// fetches the two watchdog words. Holds the process-wide launch mutex from a batch's first enqueue to its collect.
+class CudaFrameLoop final : public FrameLoopBackend {
+public:
+    CudaFrameLoop(CudaTalker& talker, CudaPredictor& predictor, const ModelConfig& config, const ModelWeights& w)
+        : talker_(talker), predictor_(predictor), G_(int(config.talker.num_code_groups)),
+          D_(int(config.talker.stack.n_embd)), vocab0_(int(config.talker.stack.vocab_size)),
+          eos_(int(config.talker.codec_eos_id)), seen_(size_t(vocab0_)), stop_(1), next_in_(size_t(D_)),
+          codes_(size_t(kRing) * G_), start_(kRing), mid_(kRing), end_(kRing) {
+        QTTS_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&codes_dev_), codes_.get(), 0));
+        // The next input sums the tables as the host loop does, in fp32: the device's bf16 copies serve when they
+        // hold the values exactly (bf16 checkpoints), else fp32 copies are uploaded.
+        std::vector<const Tensor*> tables{&w.talker.codec_embedding};
+        for (const Tensor& t : w.predictor.codec_embedding) tables.push_back(&t);
+        const bool exact = std::all_of(tables.begin(), tables.end(), [](const Tensor* t) {
+            return std::all_of(t->data.begin(), t->data.end(), [](float x) { return (std::bit_cast<uint32_t>(x) & 0xffffu) == 0; });
+        });
+        if (!exact) {
+            std::vector<float> all;
+            for (const Tensor* t : tables) all.insert(all.end(), t->data.begin(), t->data.end());
+            tables_f32_ = upload(all);
+        }
+    }
+    ~CudaFrameLoop() override {
+        if (lock_.owns_lock()) cudaStreamSynchronize(talker_.stream());
+    }
+
+    void begin(const Settings& s) override {
+        finish();
+        settings_ = s;
+        next_ = collected_ = 0;
+        if (text_.size() < size_t(s.text_rows) * D_) text_ = DeviceBuffer<float>(size_t(s.text_rows) * D_);
+        QTTS_CUDA_CHECK(cudaMemsetAsync(seen_.get(), 0, seen_.bytes(), talker_.stream()));
+        QTTS_CUDA_CHECK(cudaMemsetAsync(stop_.get(), 0, stop_.bytes(), talker_.stream()));
+    }
+
+    void put_text_rows(int64_t first, std::span<const float> rows) override {
+        QTTS_CHECK(first >= 0 && rows.size() % size_t(D_) == 0 && size_t(first) * D_ + rows.size() <= text_.size(),
+                   "text rows [{}, +{}) outside the {} rows begin() allowed", first, rows.size() / size_t(D_),
+                   settings_.text_rows);
+        QTTS_CUDA_CHECK(cudaMemcpyAsync(text_.get() + size_t(first) * D_, rows.data(), rows.size() * 4,
+                                        cudaMemcpyHostToDevice, talker_.stream()));
+    }
+
+    void enqueue_frame(int64_t g, int64_t next_text_row) override {
+        QTTS_CHECK(g == next_ && g - collected_ < kRing, "frame {} enqueued out of order (next {}, collected {})", g,
+                   next_, collected_);
+        QTTS_CHECK(next_text_row < settings_.text_rows, "text row {} of {}", next_text_row, settings_.text_rows);
+        if (!lock_.owns_lock()) lock_ = std::unique_lock(launch_mutex());
+        cudaStream_t s = talker_.stream();
+        const size_t slot = size_t(g % kRing);
+        QTTS_CUDA_CHECK(cudaEventRecord(start_[slot].get(), s));
+        if (g > 0) talker_.enqueue_step(next_in_.get(), stop_.get());
+        QTTS_CUDA_CHECK(cudaEventRecord(mid_[slot].get(), s));
+        FrameLoopArgs fl;
+        fl.talker_logits = talker_.logits_device();
+        fl.eos = eos_;
+        fl.ban_eos = settings_.ban_eos || g < 2;  // min_new_tokens = 2 (constrain_talker_logits)
+        fl.sampler = dev_sampler(settings_.talker, vocab0_, settings_.seed, settings_.frame_offset + uint64_t(g));
+        fl.seen = seen_.get();
+        fl.stop = stop_.get();
+        if (next_text_row >= 0) {
+            fl.next_out = next_in_.get();
+            fl.text_row = text_.get() + size_t(next_text_row) * D_;
+            fl.tables_f32 = tables_f32_.get();
+        }
+        predictor_.enqueue_loop_frame(fl, talker_.hidden_device(), settings_.predictor, settings_.seed,
+                                      settings_.frame_offset + uint64_t(g), codes_dev_ + slot * G_, s);
+        QTTS_CUDA_CHECK(cudaEventRecord(end_[slot].get(), s));
+        ++next_;
+    }
+
+    Times collect(int64_t first, int64_t n, std::span<int32_t> codes) override {
+        QTTS_CHECK(first == collected_ && n >= 1 && first + n <= next_ && codes.size() == size_t(n * G_),
+                   "collect of frames [{}, +{}) (collected {}, enqueued {})", first, n, collected_, next_);
+        QTTS_CUDA_CHECK(cudaEventSynchronize(end_[size_t((first + n - 1) % kRing)].get()));
+        release_if_idle(first + n);
+        talker_.check_error();
+        predictor_.check_error();
+        Times t;
+        bool stopped = false;
+        for (int64_t i = 0; i < n; ++i) {
+            const size_t slot = size_t((first + i) % kRing);
+            const int* c = codes_.get() + slot * G_;
+            std::copy(c, c + G_, codes.begin() + i * G_);
+            if (stopped) continue;  // launches after EOS did nothing (and wrote nothing)
+            float talker_ms = 0, predictor_ms = 0;
+            QTTS_CUDA_CHECK(cudaEventElapsedTime(&talker_ms, start_[slot].get(), mid_[slot].get()));
+            QTTS_CUDA_CHECK(cudaEventElapsedTime(&predictor_ms, mid_[slot].get(), end_[slot].get()));
+            t.talker_s += talker_ms * 1e-3;
+            t.predictor_s += predictor_ms * 1e-3;
+            t.talker_steps += first + i > 0;
+            stopped = c[0] == eos_;
+        }
+        return t;
+    }
+
+    void finish() override {
+        if (next_ == collected_ && !lock_.owns_lock()) return;
+        QTTS_CUDA_CHECK(cudaStreamSynchronize(talker_.stream()));
+        release_if_idle(next_);
+    }
+
+private:
+    static constexpr int kRing = 64;  // frames in flight at most (the engine enqueues one vocoder chunk at a time)
+    void release_if_idle(int64_t collected) {
+        collected_ = collected;
+        if (collected_ == next_ && lock_.owns_lock()) lock_.unlock();
+    }
+
+    CudaTalker& talker_;
+    CudaPredictor& predictor_;
+    int G_, D_, vocab0_, eos_;
+    Settings settings_;
+    DeviceBuffer<unsigned char> seen_;
+    DeviceBuffer<int> stop_;
+    DeviceBuffer<float> next_in_, text_, tables_f32_;
+    PinnedBuffer<int> codes_;  // [kRing][G], host-mapped
+    int* codes_dev_ = nullptr;
+    std::vector<Event> start_, mid_, end_;
+    int64_t next_ = 0, collected_ = 0;
+    std::unique_lock<std::mutex> lock_;
+};
+
 }  // namespace
 
 Backends make_backends(const ModelConfig& config, const ModelWeights& weights, const CudaOptions& options) {
@@ -599,8 +784,11 @@ Backends make_backends(const ModelConfig& config, const ModelWeights& weights, c
     QTTS_CHECK(options.max_chunks >= 1 && options.max_chunks <= kMaxChunks, "max_chunks {} out of range",
                options.max_chunks);
     Backends b;
-    b.talker = std::make_unique<CudaTalker>(config, weights, options);
-    b.predictor = std::make_unique<CudaPredictor>(config, weights, options);
+    auto talker = std::make_unique<CudaTalker>(config, weights, options);
+    auto predictor = std::make_unique<CudaPredictor>(config, weights, options);
+    b.frame_loop = std::make_unique<CudaFrameLoop>(*talker, *predictor, config, weights);
+    b.talker = std::move(talker);
+    b.predictor = std::move(predictor);
     return b;
 }
 

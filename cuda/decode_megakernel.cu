@@ -668,6 +668,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     __shared__ PollCtl poll_ctl;
     __shared__ int flag;
     __shared__ unsigned long long ring_prof[2];
+    if (a.stop && *(volatile const int*)a.stop) return;  // the device frame loop drew EOS before this step
     const StackDev& st = a.stack;
     const int rows_max = rows_max_of(st, a.vocab, st.n_embd, gridDim.x);
     const SmemPlan plan = make_smem_plan(max_k_of(st, st.n_embd), rows_max, st.head_dim, 0, 0);
@@ -943,20 +944,49 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     __shared__ PollCtl poll_ctl;
     __shared__ int flag;
     __shared__ unsigned long long ring_prof[2];
+    __shared__ int abandon;  // the consumers drew EOS: the producer stops streaming
+    const FrameLoopArgs& fl = a.loop;
+    if (fl.stop && *(volatile const int*)fl.stop) return;  // an earlier frame of the device loop drew EOS
     const StackDev& st = a.stack;
     const int E = st.n_embd, G = a.n_groups, V = a.vocab;
     const int rows_max = rows_max_of(st, V, a.in_dim, gridDim.x);
-    const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max, st.head_dim, V, G, 2);
+    const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max, st.head_dim, max(V, a.vocab0), G, 2);
+    if (threadIdx.x == 0) abandon = 0;
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
     if (threadIdx.x >= kMegaThreads) {
         ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, cfg.chunk_rows, (G - 1) * predictor_phases_per_pass(a),
-                     [&](int w) { return predictor_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async, cfg.pace_bytes);
+                     [&](int w) { return predictor_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async,
+                     cfg.pace_bytes, &abandon);
         return;
     }
     const Smem& sm = wk.sm;
     Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag);
     if (poll_ctl.fail) return;
-    if (threadIdx.x == 0) sm.codes[0] = a.code0;
+    if (fl.talker_logits) {
+        // Codebook 0, as core/engine.cpp does on the host: repetition penalty over the utterance's ids, control ids
+        // suppressed except EOS, EOS banned when asked, then the talker's sampler (every CTA draws the same id)
+        // while the producer already streams pass 1's weights.
+        const int V0 = a.vocab0, suppress_from = max(0, V0 - 1024);
+        const float penalty = fl.sampler.repetition_penalty;
+        for (int i = threadIdx.x; i < V0; i += kMegaThreads) {
+            float l = __ldcg(fl.talker_logits + i);
+            if (penalty != 1.0f && fl.seen[i]) l = l < 0.0f ? l * penalty : l / penalty;
+            if ((i >= suppress_from && i != fl.eos) || (i == fl.eos && fl.ban_eos)) l = -INFINITY;
+            sm.lg[i] = l;
+        }
+        work_sync();
+        const int code0 = block_sample(sm, V0, fl.sampler, counter_uniform(fl.sampler.seed, 0, fl.sampler.frame), nullptr);
+        if (code0 == fl.eos) {
+            if (threadIdx.x == 0) {
+                *(volatile int*)&abandon = 1;
+                if (g.cta == 0) a.codes_out[0] = code0, *fl.stop = 1;
+            }
+            return;  // no phase ran: the epoch stays where it was
+        }
+        if (threadIdx.x == 0) sm.codes[0] = code0;
+    } else if (threadIdx.x == 0) {
+        sm.codes[0] = a.code0;
+    }
     work_sync();
     // Pass t (1 .. G-1) ends with head t-1, which predicts codebook t. Pass 1 runs positions 0 (the talker
     // hidden) and 1 (codebook 0 embedded with the talker table) together, reading the weights once.
@@ -1018,6 +1048,22 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     }
     if (g.cta == 0)
         for (int k = threadIdx.x; k < G; k += kMegaThreads) a.codes_out[k] = sm.codes[k];
+    // Every CTA has drawn codebook 0 by now (CTA 0 consumed everyone's last head rows, written after it).
+    if (fl.talker_logits && g.cta == 0 && threadIdx.x == 0) fl.seen[sm.codes[0]] = 1;
+    if (fl.next_out) {
+        // The next talker input, summed in the host loop's order: codebooks 0 .. G-1, then the text vector.
+        const int D = a.in_dim;
+        for (int d = g.cta * kMegaThreads + threadIdx.x; d < D; d += g.n_cta * kMegaThreads) {
+            float x = 0.0f;
+            for (int k = 0; k < G; ++k) {
+                const size_t row = k == 0 ? size_t(sm.codes[0]) : size_t(a.vocab0) + size_t(k - 1) * V + sm.codes[k];
+                x += fl.tables_f32 ? fl.tables_f32[row * D + d]
+                     : k == 0      ? bf16_at(a.emb0 + row * D, d)
+                                   : bf16_at(a.emb + (row - a.vocab0) * D, d);
+            }
+            fl.next_out[d] = x + fl.text_row[d];
+        }
+    }
     g.finish(ring_prof);
 }
 
@@ -1064,9 +1110,9 @@ MegaLaunch plan_talker_launch(const StackDev& st, int vocab, int max_chunks) {
                      kTalkerPaceBytes);
 }
 
-MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int in_dim, int n_groups, int max_chunks) {
-    return plan_grid(predictor_frame_kernel, st, vocab, in_dim, vocab, n_groups, max_chunks, 2, kPredictorChunkRows,
-                     kPredictorPaceBytes);
+MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int vocab0, int in_dim, int n_groups, int max_chunks) {
+    return plan_grid(predictor_frame_kernel, st, vocab, in_dim, std::max(vocab, vocab0), n_groups, max_chunks, 2,
+                     kPredictorChunkRows, kPredictorPaceBytes);
 }
 
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream) {

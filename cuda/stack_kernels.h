@@ -103,6 +103,7 @@ struct TalkerStepArgs {
     int vocab = 0;
     float* hidden_out = nullptr;      // [E] final-normed hidden
     float* logits_out = nullptr;      // [vocab]
+    const int* stop = nullptr;        // device frame loop: once *stop is set (EOS drawn), the launch does nothing
 };
 
 struct DevSampler {
@@ -113,6 +114,20 @@ struct DevSampler {
     float repetition_penalty = 1.0f;
     unsigned long long seed = 0;
     unsigned long long frame = 0;
+};
+
+// The device frame loop (FrameLoopBackend in core/backend.h): a predictor frame that draws codebook 0 itself from
+// the talker's logits with the engine's rules (repetition penalty over the utterance's codebook-0 ids, control ids
+// suppressed, EOS banned when asked; core/engine.cpp) and forms the next talker input.
+struct FrameLoopArgs {
+    const float* talker_logits = nullptr;  // [vocab0] raw codec_head logits; null: the host gives code0
+    int eos = 0, ban_eos = 0;
+    DevSampler sampler;                    // the talker's settings; the draw uses stream 0, counter sampler.frame
+    unsigned char* seen = nullptr;         // [vocab0] 1 for the codebook-0 ids drawn so far in the utterance
+    int* stop = nullptr;                   // set to 1 when EOS is drawn; a launch that finds it set does nothing
+    float* next_out = nullptr;             // [in_dim] the next talker input (null: none)
+    const float* text_row = nullptr;       // [in_dim] its text vector
+    const float* tables_f32 = nullptr;     // [vocab0 + (G-1) vocab][in_dim] fp32 code embeddings (null: emb0 / emb)
 };
 
 struct PredictorFrameArgs {
@@ -126,13 +141,15 @@ struct PredictorFrameArgs {
     const uint16_t* mtp_w = nullptr;       // [E, in_dim] or null (identity)
     const float* mtp_b = nullptr;          // [E]
     int in_dim = 0, vocab = 0, n_groups = 0, code0 = 0;
+    int vocab0 = 0;                        // rows of emb0 (the sampling buffers hold max(vocab, vocab0) values)
     DevSampler sampler;
-    int* codes_out = nullptr;              // [G]
+    int* codes_out = nullptr;              // [G] (the frame loop: host-mapped memory)
+    FrameLoopArgs loop;
 };
 
 // Grid and shared memory for the persistent kernels on the current device.
 MegaLaunch plan_talker_launch(const StackDev& stack, int vocab, int max_chunks);
-MegaLaunch plan_predictor_launch(const StackDev& stack, int vocab, int in_dim, int n_groups, int max_chunks);
+MegaLaunch plan_predictor_launch(const StackDev& stack, int vocab, int vocab0, int in_dim, int n_groups, int max_chunks);
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream);
 void launch_predictor_frame(const PredictorFrameArgs& args, const MegaLaunch& grid, cudaStream_t stream);
 

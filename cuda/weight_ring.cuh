@@ -68,10 +68,13 @@ __device__ __forceinline__ bool mbar_done(uint32_t bar, uint32_t parity) {
     return done != 0;
 }
 
-// Waits for phase `parity` of the mbarrier; gives up (false) once *error is set (another CTA's watchdog).
-__device__ __forceinline__ bool mbar_wait(uint32_t bar, uint32_t parity, const int* error) {
+// Waits for phase `parity` of the mbarrier; gives up (false) once *error is set (another CTA's watchdog) or
+// *abort (a CTA-shared flag: the consumers left the launch early, e.g. the frame drew EOS).
+__device__ __forceinline__ bool mbar_wait(uint32_t bar, uint32_t parity, const int* error,
+                                          const volatile int* abort = nullptr) {
     for (unsigned spin = 1;; ++spin) {
         if (mbar_done(bar, parity)) return true;
+        if (abort && *abort) return false;
         if ((spin & 1023u) == 0 && *(volatile const int*)error) return false;
     }
 }
@@ -117,10 +120,12 @@ __device__ __forceinline__ void bulk_copy_rows(char* dst, int RS, const RowSrc& 
 }
 
 // The producer warp: streams phases 0 .. n_phases-1 (phase_at(w) gives this CTA's rows of phase w) into the
-// ring. cp_async: 16-byte cp.async copies instead of bulk copies (always so before sm_90).
+// ring. cp_async: 16-byte cp.async copies instead of bulk copies (always so before sm_90). Stops early when
+// *error or *abort is set (mbar_wait), after the copies already issued have landed.
 template <class PhaseAt>
 __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int chunk_rows, int n_phases,
-                             PhaseAt phase_at, const int* error, int cp_async, int pace_bytes) {
+                             PhaseAt phase_at, const int* error, int cp_async, int pace_bytes,
+                             const volatile int* abort = nullptr) {
     constexpr int pace_depth = kPaceSlots;
     const int lane = threadIdx.x & 31;
 #if !(defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
@@ -143,7 +148,7 @@ __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int chu
                 }
                 if (!clash) break;
                 if (!mbar_wait(smem_u32(rs->empty + oldest % kRingSlots), uint32_t(oldest / kRingSlots) & 1u,
-                               error)) {
+                               error, abort)) {
                     ok = false;
                     break;
                 }
@@ -165,11 +170,12 @@ __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int chu
                 for (int b0 = 0; b0 < rows && ok; b0 += per_batch, ++batch) {
                     const int nb = min(per_batch, rows - b0);
                     const uint32_t pb = smem_u32(rs->pace + batch % pace_depth);
-                    if (batch >= pace_depth) ok = mbar_wait(pb, uint32_t(batch / pace_depth - 1) & 1u, error);
+                    if (batch >= pace_depth && !(ok = mbar_wait(pb, uint32_t(batch / pace_depth - 1) & 1u, error, abort)))
+                        break;
                     bulk_copy_rows(dst + b0 * RS, RS, src, r0 + b0, nb, pb);
                 }
                 for (int k = max(0, batch - pace_depth); k < batch && ok; ++k)
-                    ok = mbar_wait(smem_u32(rs->pace + k % pace_depth), uint32_t(k / pace_depth) & 1u, error);
+                    ok = mbar_wait(smem_u32(rs->pace + k % pace_depth), uint32_t(k / pace_depth) & 1u, error, abort);
                 __syncwarp();
                 mbar_arrive(bar);
             } else if (!cp_async) {
@@ -188,7 +194,11 @@ __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int chu
         }
     }
     if (!ok) {
-        // Failed launch: let the copies already issued land before this CTA's shared memory goes away.
+        // Failed or abandoned launch: let the copies already issued land before this CTA's shared memory goes
+        // away (paced batches: the last kPaceSlots issued; every earlier one was waited for before its slot's reuse).
+        for (int k = max(0, batch - pace_depth); k < batch; ++k)
+            for (int spin = 0; spin < (1 << 22); ++spin)
+                if (mbar_done(smem_u32(rs->pace + k % pace_depth), uint32_t(k / pace_depth) & 1u)) break;
         for (int i = oldest; i < item; ++i)
             for (int spin = 0; spin < (1 << 22); ++spin)
                 if (mbar_done(smem_u32(rs->full + i % kRingSlots), uint32_t(i / kRingSlots) & 1u)) break;

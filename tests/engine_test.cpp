@@ -21,6 +21,7 @@ public:
     void on_talker_logits(int64_t step, std::span<const float> l) override {
         logits.emplace_back(l.begin(), l.end());
     }
+    bool wants_talker_logits() const override { return true; }
 };
 
 std::shared_ptr<const Model> tiny_model() {

@@ -8,10 +8,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include "core/engine.h"
 #include "cuda/cuda_backend.h"
@@ -264,6 +268,106 @@ TEST_CASE("Session on CUDA reproduces the official fixture codes and the CPU eng
     MESSAGE("sampled session: " << same << "/" << b.codes.size() << " codes identical, frames " << a.n_frames << "/"
                                 << b.n_frames);
     CHECK(a.n_frames >= 1);
+}
+
+// The device frame loop (codebook 0 drawn on the GPU, the next input summed there, frames enqueued per vocoder
+// chunk) against the engine's host loop over the same backends: same codes, same stop, same audio bits.
+void check_device_loop_matches_host_loop(Session& gpu, SynthesisRequest r) {
+    SynthesisRequest host = r;
+    host.host_frame_loop = true;
+    const SynthesisResult a = gpu.synthesize(r), b = gpu.synthesize(host);
+    CHECK(a.device_frame_loop);
+    CHECK_FALSE(b.device_frame_loop);
+    CHECK(a.codes == b.codes);
+    CHECK(a.n_frames == b.n_frames);
+    CHECK(a.stop == b.stop);
+    CHECK(a.times.talker_steps == b.times.talker_steps);
+    REQUIRE(a.audio.size() == b.audio.size());
+    CHECK(std::memcmp(a.audio.data(), b.audio.data(), a.audio.size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("the device frame loop gives the host loop's codes: greedy, sampled with penalty / top-k / top-p, offsets, chunkings") {
+    Session gpu(tiny(Device::cuda));
+    const auto fixture = nlohmann::json::parse(std::ifstream(data_dir() / "fixtures" / "tiny_english.json"));
+    for (const auto& item : fixture["items"]) {
+        SynthesisRequest r = test::fixture_request(item);
+        r.vocoder_chunk_frames = 8;
+        r.vocoder_ramp = true;
+        const SynthesisResult a = gpu.synthesize(r);
+        CHECK(a.device_frame_loop);
+        CHECK(a.codes == test::fixture_codes(item));
+        check_device_loop_matches_host_loop(gpu, r);
+    }
+    struct Case {
+        SamplerSettings talker, predictor;
+        uint64_t seed, offset;
+        int64_t frames, chunk;
+        bool ramp;
+    } cases[] = {
+        {{.do_sample = true, .temperature = 0.9f, .top_k = 50, .repetition_penalty = 1.05f}, {}, 42, 0, 40, 16, true},
+        {{.do_sample = true, .temperature = 1.3f, .top_k = 0, .top_p = 0.8f, .repetition_penalty = 1.3f},
+         {.do_sample = true, .temperature = 0.7f, .top_k = 20, .top_p = 0.9f}, 7, 1000, 23, 3, false},
+        {{.do_sample = false, .repetition_penalty = 1.5f}, {.do_sample = false}, 0, 0, 17, 1, false},
+    };
+    for (const Case& k : cases) {
+        CAPTURE(k.seed);
+        SynthesisRequest r;
+        r.text = "A sampled run with a repetition penalty, long enough for several chunks.";
+        r.talker = k.talker;
+        r.predictor = k.predictor;
+        r.seed = k.seed;
+        r.rng_frame_offset = k.offset;
+        r.max_frames = k.frames;
+        r.vocoder_chunk_frames = k.chunk;
+        r.vocoder_ramp = k.ramp;
+        r.ignore_eos = k.seed == 7;
+        check_device_loop_matches_host_loop(gpu, r);
+    }
+}
+
+TEST_CASE("the device frame loop stops where the host loop draws EOS, and the next request starts clean") {
+    // The tiny model never draws its real EOS in 31 greedy frames; a copy whose EOS id is the fixture's codebook-0
+    // code of frame 5 stops at its first occurrence from frame 2 on (EOS is banned at frames 0-1).
+    const auto fixture = nlohmann::json::parse(std::ifstream(data_dir() / "fixtures" / "tiny_english.json"));
+    const auto& item = fixture["items"][0];
+    const std::vector<int32_t> codes = test::fixture_codes(item);
+    const int64_t G = tiny(Device::cpu)->config().talker.num_code_groups;
+    const int32_t eos = codes[size_t(5 * G)];
+    int64_t expected = 5;
+    for (int64_t f = 2; f < 5; ++f)
+        if (codes[size_t(f * G)] == eos) expected = std::min(expected, f);
+    const auto dir = std::filesystem::temp_directory_path() / fmt::format("qtts-eos-{}", ::getpid());
+    std::filesystem::remove_all(dir);
+    std::filesystem::copy(data_dir() / "tiny", dir, std::filesystem::copy_options::recursive);
+    nlohmann::json config = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+    int replaced = 0;
+    const std::function<void(nlohmann::json&)> set_eos = [&](nlohmann::json& j) {
+        for (auto it = j.begin(); it != j.end(); ++it) {
+            if (it.key() == "codec_eos_token_id") it.value() = eos, ++replaced;
+            else if (it.value().is_object()) set_eos(it.value());
+        }
+    };
+    set_eos(config);
+    REQUIRE(replaced >= 1);
+    std::ofstream(dir / "config.json") << config.dump();
+    Session gpu(Model::load(dir, {.device = Device::cuda}));
+    std::filesystem::remove_all(dir);
+    SynthesisRequest r = test::fixture_request(item);
+    r.vocoder_chunk_frames = 4;  // EOS inside the second batch: frames after it are enqueued and do nothing
+    const SynthesisResult a = gpu.synthesize(r);
+    CHECK(a.device_frame_loop);
+    CHECK(a.stop == StopReason::eos);
+    CHECK(a.n_frames == expected);
+    CHECK(std::equal(a.codes.begin(), a.codes.end(), codes.begin()));
+    check_device_loop_matches_host_loop(gpu, r);
+    // The stop flag and the codebook-0 history are per utterance: a request that ignores EOS runs to its cap.
+    r.ignore_eos = true;
+    r.max_frames = 9;
+    const SynthesisResult b = gpu.synthesize(r);
+    CHECK(b.stop == StopReason::frame_cap);
+    CHECK(b.n_frames == 9);
+    CHECK(std::equal(b.codes.begin(), b.codes.begin() + expected * G, codes.begin()));  // then EOS is banned
+    check_device_loop_matches_host_loop(gpu, r);
 }
 
 }  // TEST_SUITE

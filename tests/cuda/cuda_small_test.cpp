@@ -75,14 +75,17 @@ TEST_CASE("small: a few talker steps and vocoder frames match the CPU") {
     CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
-TEST_CASE("small: a two-frame session on the GPU gives the CPU session's codes") {
+TEST_CASE("small: a three-frame session on the GPU (device frame loop) gives the CPU session's codes") {
     if (cuda::device_count() == 0) return;
     Session gpu(Model::load(test::tiny_model_dir(), {.device = Device::cuda})), cpu(tiny_cpu());
     SynthesisRequest r;
     r.text = "Two frames.";
-    r.max_frames = 2;
+    r.max_frames = 3;
+    r.vocoder_chunk_frames = 2;  // the device frame loop runs batches of 2 and 1 frames
     r.seed = 5;
-    CHECK(gpu.synthesize(r).codes == cpu.synthesize(r).codes);
+    const SynthesisResult a = gpu.synthesize(r);
+    CHECK(a.device_frame_loop);
+    CHECK(a.codes == cpu.synthesize(r).codes);
 }
 
 }  // namespace qtts
