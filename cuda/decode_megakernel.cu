@@ -756,7 +756,7 @@ __device__ int block_argmax(const float* v, int n, float* red, int* ired) {
 // order-preserving keys, 8 bits a pass, with warp-aggregated shared-memory histograms. The keys stay in registers,
 // and every warp finds the pass's digit in the histogram itself, so a pass costs one block sync (4 passes:
 // 5.6 us with a second sync and one warp choosing, H100). hist: shared [4][256] ints, 16-byte aligned.
-__device__ float block_kth_largest(const float* v, int n, int k, int* hist) {
+__device__ __noinline__ float block_kth_largest(const float* v, int n, int k, int* hist) {
     constexpr int kPer = kMaxSampleVocab / kMegaThreads;
     unsigned key[kPer];
 #pragma unroll
@@ -769,7 +769,7 @@ __device__ float block_kth_largest(const float* v, int n, int k, int* hist) {
     const int lane = threadIdx.x & 31;
     unsigned prefix = 0;
     int need = k;
-#pragma unroll
+#pragma unroll 1
     for (int pass = 0; pass < 4; ++pass) {
         const int shift = 24 - 8 * pass;
         int* h = hist + pass * 256;
@@ -827,7 +827,7 @@ __device__ __forceinline__ void stamp(unsigned long long* sub, int k) {
     if (sub && threadIdx.x == 0) sub[2 * k] = global_ns();
 }
 
-__device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
+__device__ __noinline__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
     float* lg = sm.lg;
     if (!s.do_sample) return block_argmax(lg, n, sm.red, sm.ired);
     for (int i = threadIdx.x; i < n; i += kMegaThreads) lg[i] = lg[i] / s.temperature;
