@@ -82,8 +82,8 @@ public:
     // Enqueues frame g (0, 1, 2, ...): for g >= 1 the talker step on frame g-1's input, then codebook 0 and the
     // predictor; with next_text_row >= 0 also frame g+1's input (that text row).
     virtual void enqueue_frame(int64_t g, int64_t next_text_row) = 0;
-    // Waits for frames [first, first + n) (in order, not collected before) and copies their codes, frame-major. A
-    // frame that drew EOS has only codes[0] set; the frames after it have none.
+    // Waits for frames [first, first + n), which must be all those enqueued and not yet collected, and copies
+    // their codes, frame-major. A frame that drew EOS has only codes[0] set; the frames after it have none.
     virtual Times collect(int64_t first, int64_t n, std::span<int32_t> codes) = 0;
     // Waits for every enqueued frame (ends an utterance that stopped early).
     virtual void finish() = 0;

@@ -438,13 +438,11 @@ public:
     cudaStream_t stream() const { return stream_.get(); }
     const float* hidden_device() const { return hidden_d_.get(); }
     const float* logits_device() const { return logits_d_.get(); }
-    // Throws (and stays unusable) when a launch's watchdog fired; copies the error word after stream() is idle.
-    void check_error() {
-        QTTS_CUDA_CHECK(cudaMemcpy(err_.get(), sync_.get().error, sizeof(int), cudaMemcpyDeviceToHost));
-        if (*err_.get()) {
-            broken_ = true;
-            throw_watchdog("talker");
-        }
+    // The watchdog word of the launches; a frame loop that finds it set calls fail().
+    const int* error_word() const { return sync_.get().error; }
+    [[noreturn]] void fail() {
+        broken_ = true;
+        throw_watchdog("talker");
     }
 
     std::span<const float> hidden() const override { return {hidden_.get(), size_t(E_)}; }
@@ -596,12 +594,10 @@ public:
         a.loop = loop;
         launch_predictor_frame(a, grid_, stream);
     }
-    void check_error() {
-        QTTS_CUDA_CHECK(cudaMemcpy(out_.get() + G_, sync_.get().error, sizeof(int), cudaMemcpyDeviceToHost));
-        if (out_.get()[G_]) {
-            broken_ = true;
-            throw_watchdog("code predictor");
-        }
+    const int* error_word() const { return sync_.get().error; }
+    [[noreturn]] void fail() {
+        broken_ = true;
+        throw_watchdog("code predictor");
     }
     // The code embeddings as the device holds them (bf16: emb0, then emb).
     const uint16_t* emb0() const { return emb0_.get(); }
@@ -725,12 +721,16 @@ public:
     }
 
     Times collect(int64_t first, int64_t n, std::span<int32_t> codes) override {
-        QTTS_CHECK(first == collected_ && n >= 1 && first + n <= next_ && codes.size() == size_t(n * G_),
+        QTTS_CHECK(first == collected_ && n >= 1 && first + n == next_ && codes.size() == size_t(n * G_),
                    "collect of frames [{}, +{}) (collected {}, enqueued {})", first, n, collected_, next_);
-        QTTS_CUDA_CHECK(cudaEventSynchronize(end_[size_t((first + n - 1) % kRing)].get()));
-        release_if_idle(first + n);
-        talker_.check_error();
-        predictor_.check_error();
+        // The watchdog words come with the same wait (the engine collects everything it enqueued).
+        cudaStream_t s = talker_.stream();
+        QTTS_CUDA_CHECK(cudaMemcpyAsync(errors_.get(), talker_.error_word(), sizeof(int), cudaMemcpyDeviceToHost, s));
+        QTTS_CUDA_CHECK(cudaMemcpyAsync(errors_.get() + 1, predictor_.error_word(), sizeof(int), cudaMemcpyDeviceToHost, s));
+        QTTS_CUDA_CHECK(cudaStreamSynchronize(s));
+        release_if_idle(next_);
+        if (errors_.get()[0]) talker_.fail();
+        if (errors_.get()[1]) predictor_.fail();
         Times t;
         bool stopped = false;
         for (int64_t i = 0; i < n; ++i) {
@@ -770,6 +770,7 @@ private:
     DeviceBuffer<int> stop_;
     DeviceBuffer<float> next_in_, text_, tables_f32_;
     PinnedBuffer<int> codes_;  // [kRing][G], host-mapped
+    PinnedBuffer<int> errors_{2};
     int* codes_dev_ = nullptr;
     std::vector<Event> start_, mid_, end_;
     int64_t next_ = 0, collected_ = 0;

@@ -752,74 +752,59 @@ __device__ int block_argmax(const float* v, int n, float* red, int* ired) {
     return ri >= n ? 0 : ri;
 }
 
-// The k-th largest value (with multiplicity) of v[0, n), n <= kMaxSampleVocab: radix select over
-// order-preserving keys, 8 bits a pass, with warp-aggregated shared-memory histograms. The keys stay in registers,
-// and every warp finds the pass's digit in the histogram itself, so a pass costs one block sync (4 passes:
-// 5.6 us with a second sync and one warp choosing, H100). hist: shared [4][256] ints, 16-byte aligned.
-__device__ __noinline__ float block_kth_largest(const float* v, int n, int k, int* hist) {
-    constexpr int kPer = kMaxSampleVocab / kMegaThreads;
-    unsigned key[kPer];
-#pragma unroll
-    for (int j = 0; j < kPer; ++j) {
-        const int i = threadIdx.x + j * kMegaThreads;
-        key[j] = i < n ? order_key(v[i]) : 0u;
-    }
+// The k-th largest value (with multiplicity) of v[0, n): radix select over order-preserving keys, 8 bits a
+// pass, with warp-aggregated shared-memory histograms. hist: shared [4][256] ints; sel: shared [2] ints.
+__device__ float block_kth_largest(const float* v, int n, int k, int* hist, int* sel) {
     for (int i = threadIdx.x; i < 4 * 256; i += kMegaThreads) hist[i] = 0;
+    if (threadIdx.x == 0) sel[0] = 0, sel[1] = k;
     work_sync();
     const int lane = threadIdx.x & 31;
-    unsigned prefix = 0;
-    int need = k;
-#pragma unroll 1
     for (int pass = 0; pass < 4; ++pass) {
         const int shift = 24 - 8 * pass;
+        const unsigned prefix = unsigned(sel[0]);
         int* h = hist + pass * 256;
-#pragma unroll
-        for (int j = 0; j < kPer; ++j) {
-            if (j * kMegaThreads >= n) break;  // uniform: every lane takes part in the warp votes below
-            const bool match = threadIdx.x + j * kMegaThreads < n &&
-                               (pass == 0 || (key[j] >> (shift + 8)) == (prefix >> (shift + 8)));
+        for (int base = 0; base < n; base += kMegaThreads) {
+            const int i = base + threadIdx.x;
+            const unsigned key = i < n ? order_key(v[i]) : 0u;
+            const bool match = i < n && (pass == 0 || (key >> (shift + 8)) == (prefix >> (shift + 8)));
             const unsigned active = __ballot_sync(kFull, match);
             if (match) {
-                const unsigned digit = (key[j] >> shift) & 255u;
+                const unsigned digit = (key >> shift) & 255u;
                 const unsigned same = __match_any_sync(active, digit);
                 if (lane == __ffs(same) - 1) atomicAdd(h + digit, __popc(same));
             }
         }
-        work_sync();  // (the next pass counts into its own histogram: no sync after the reads below)
-        // Digits from 255 down: lane l owns digits 255 - 8l .. 248 - 8l (two 16-byte loads).
-        const int4 lo = *reinterpret_cast<const int4*>(h + 248 - 8 * lane);
-        const int4 hi = *reinterpret_cast<const int4*>(h + 252 - 8 * lane);
-        const int c[8] = {hi.w, hi.z, hi.y, hi.x, lo.w, lo.z, lo.y, lo.x};
-        int sum = 0;
+        work_sync();
+        if (threadIdx.x < 32) {
+            // Digits from 255 down: lane l owns digits 255 - 8l .. 248 - 8l.
+            const int need = sel[1];
+            int c[8], sum = 0;
 #pragma unroll
-        for (int q = 0; q < 8; ++q) sum += c[q];
-        int incl = sum;
+            for (int q = 0; q < 8; ++q) sum += (c[q] = h[255 - 8 * lane - q]);
+            __syncwarp();  // every lane has read sel[1] before one lane rewrites it below (racecheck)
+            int incl = sum;
 #pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            const int y = __shfl_up_sync(kFull, incl, o);
-            if (lane >= o) incl += y;
-        }
-        const int excl = incl - sum;
-        // Within the owning lane: the first digit (from the top) where the running count reaches need.
-        unsigned digit = 0;
-        int rest = 0, cum = excl;
-        bool found = false;
-#pragma unroll
-        for (int q = 0; q < 8; ++q) {
-            if (!found && cum + c[q] >= need) {
-                found = true;
-                digit = unsigned(255 - 8 * lane - q);
-                rest = need - cum;
+            for (int o = 1; o < 32; o <<= 1) {
+                const int y = __shfl_up_sync(kFull, incl, o);
+                if (lane >= o) incl += y;
             }
-            cum += c[q];
+            const int excl = incl - sum;
+            if (excl < need && incl >= need) {
+                int cum = excl;
+#pragma unroll
+                for (int q = 0; q < 8; ++q) {
+                    if (cum + c[q] >= need) {
+                        sel[0] = int(prefix | (unsigned(255 - 8 * lane - q) << shift));
+                        sel[1] = need - cum;
+                        break;
+                    }
+                    cum += c[q];
+                }
+            }
         }
-        const unsigned owner = __ballot_sync(kFull, excl < need && incl >= need);
-        const int src = __ffs(owner) - 1;
-        digit = __shfl_sync(kFull, digit, src);
-        need = __shfl_sync(kFull, rest, src);
-        prefix |= digit << shift;
+        work_sync();
     }
-    return key_value(prefix);
+    return key_value(unsigned(sel[0]));
 }
 
 // sample_token of core/sampler.cpp on lg (shared, modified): temperature → top-k → top-p → inverse CDF draw.
@@ -827,14 +812,14 @@ __device__ __forceinline__ void stamp(unsigned long long* sub, int k) {
     if (sub && threadIdx.x == 0) sub[2 * k] = global_ns();
 }
 
-__device__ __noinline__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
+__device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
     float* lg = sm.lg;
     if (!s.do_sample) return block_argmax(lg, n, sm.red, sm.ired);
     for (int i = threadIdx.x; i < n; i += kMegaThreads) lg[i] = lg[i] / s.temperature;
     work_sync();
     if (s.top_k > 0 && s.top_k < n) {
         stamp(sub, 2);
-        const float kth = block_kth_largest(lg, n, s.top_k, sm.sorted);
+        const float kth = block_kth_largest(lg, n, s.top_k, sm.sorted, sm.ired + 2 * kWarps + 8);
         stamp(sub, 3);
         for (int i = threadIdx.x; i < n; i += kMegaThreads)
             if (lg[i] < kth) lg[i] = -INFINITY;
@@ -1099,8 +1084,6 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
                                          (long long)st.n_embd, (long long)vocab});
     if (max_rows * m.n_cta >= (1ll << 32))  // cta_rows splits rows in 32-bit arithmetic
         throw_gpu_error("decode megakernel: a matrix has too many rows for this GPU's grid");
-    if (vocab_sample > kMaxSampleVocab)
-        throw_gpu_error("decode megakernel: the codec vocabulary is larger than the on-device sampler takes");
     const int K = max_k_of(st, in_dim);
     const SmemPlan plan = make_smem_plan(K, rows_max_of(st, vocab, in_dim, m.n_cta), st.head_dim, vocab_sample,
                                          n_groups, cols);

@@ -25,7 +25,6 @@ constexpr int kMaxNormPerThread = 5;  // RMSNorm keeps n_embd <= kMaxNormPerThre
 constexpr int kMaxChunks = 8;      // attention chunks per head in a decode step
 constexpr int kMaxLayers = 32;     // per-layer pointers travel in the kernel parameters (constant bank)
 constexpr int kMaxHeadDim = 128;   // attention keeps head_dim / 32 values per lane in registers
-constexpr int kMaxSampleVocab = 8 * kMegaThreads;  // the on-device sampler keeps 8 keys per thread in registers
 
 struct LayerDev {
     const float* input_norm;  // [E]
