@@ -25,7 +25,7 @@ namespace {
 struct SpeakOptions {
     std::string text, file, output = "out.wav", language = "auto", codes_out, sample_format = "pcm16";
     uint64_t seed = 0;
-    int64_t max_frames = 0, stream_chunk_frames = 16, pause_ms = 250;
+    int64_t max_frames = 0, stream_chunk_frames = 32, pause_ms = 250;
     bool greedy = false, non_streaming_text = false, raw = false, no_split = false, quiet = false;
     // Unset values fall back to the checkpoint's generation_config.json.
     std::optional<float> temperature, top_p, repetition_penalty, sub_temperature, sub_top_p, sub_repetition_penalty;

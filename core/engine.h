@@ -156,7 +156,7 @@ public:
     // Exercises every path a request can take (greedy and sampled talker and predictor, each vocoder chunk
     // shape in `chunk_frames`) so the first real request runs at steady-state speed.
     void warmup(std::span<const int64_t> chunk_frames = kWarmupChunkFrames);
-    static constexpr int64_t kWarmupChunkFrames[] = {1, 2, 4, 8, 16};  // qtts speak's ramp
+    static constexpr int64_t kWarmupChunkFrames[] = {1, 2, 4, 8, 16, 32};  // qtts speak's ramp
     const Model& model() const { return *model_; }
     std::string backend_name() const;
 

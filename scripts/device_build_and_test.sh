@@ -9,7 +9,7 @@
 #        TARGETS (default: qtts_cuda_tests bench_cuda_backend; add qtts for the CLI),
 #        SOAK=N (also build qtts_soak and synthesize N utterances on random 0.6B weights),
 #        SANITIZE=1 (compute-sanitizer memcheck, racecheck and synccheck on qtts_cuda_tests; SANITIZE_TOOLS to pick; SANITIZE_ARGS:
-#        doctest filters, e.g. -tce='*full-size*'), E2E=1 (qtts bench, random 0.6B, vocoder chunks 1, 4 and the 1-16 ramp;
+#        doctest filters, e.g. -tce='*full-size*'), E2E=1 (qtts bench, random 0.6B, vocoder chunks 1, 4 and the 1-32 ramp;
 #        E2E_CHUNKS to pick, e.g. "ramp16 ramp16host": a "host" suffix runs the host frame loop),
 #        NCU_SOURCE=1 (warp-stall samples of one talker step and one predictor frame per SASS instruction, joined
 #        with the source lines: $OUT/hotspots_{talker,predictor}.txt, $OUT/ncu_sass_*.csv.gz, by scripts/ncu_hotspots.py)
@@ -79,8 +79,8 @@ if [ "${SANITIZE:-0}" = 1 ]; then
 fi
 if [ "${E2E:-0}" = 1 ]; then
   cmake --build "$build" -j "${JOBS:-$(nproc)}" --target qtts >>"$out/build.log" 2>&1 || log "qtts build FAILED"
-  # ramp16: calls of 1, 2, 4, 8, 16 frames, as qtts speak streams; a "host" suffix: the host frame loop (--host-loop)
-  for chunk in ${E2E_CHUNKS:-1 4 ramp16}; do
+  # ramp32: calls of 1, 2, 4, 8, 16, 32 frames, as qtts speak streams; a "host" suffix: the host frame loop (--host-loop)
+  for chunk in ${E2E_CHUNKS:-1 4 ramp32}; do
     c=${chunk%host}; args=(--vocoder-chunk "${c#ramp}"); [ "${c#ramp}" != "$c" ] && args+=(--vocoder-ramp)
     [ "$c" != "$chunk" ] && args+=(--host-loop)
     timeout 200 "$build/qtts" --device cuda bench --random-weights --frames 100 --reps 9 "${args[@]}" \
