@@ -56,9 +56,9 @@ SamplerSettings predictor_sampler_defaults(const GenerationDefaults& g) {
 void constrain_talker_logits(std::span<float> logits, int64_t step, const TalkerConfig& t, bool ban_eos) {
     constexpr float kNegInf = -std::numeric_limits<float>::infinity();
     const int64_t vocab = int64_t(logits.size()), eos = t.codec_eos_id;
-    for (int64_t id = vocab - 1024; id < vocab; ++id)
+    for (int64_t id = vocab - kTalkerControlIds; id < vocab; ++id)
         if (id != eos) logits[size_t(id)] = kNegInf;
-    if (step < 2 || ban_eos) logits[size_t(eos)] = kNegInf;
+    if (talker_eos_banned(step, ban_eos)) logits[size_t(eos)] = kNegInf;
 }
 
 std::vector<int32_t> wrap_prompt_ids(const Tokenizer& tokenizer, std::span<const int32_t> text_ids) {

@@ -136,8 +136,11 @@ public:
 SamplerSettings talker_sampler_defaults(const GenerationDefaults& generation);
 SamplerSettings predictor_sampler_defaults(const GenerationDefaults& generation);
 
-// The talker's logit constraints before sampling (spec §5.4): codec control ids (the top 1024) are
-// suppressed except EOS, and EOS is banned for the first two steps (min_new_tokens) or always (`ban_eos`).
+// The talker's logit constraints before sampling (spec §5.4): codec control ids (the top kTalkerControlIds) are
+// suppressed except EOS, and EOS is banned for the first kEosBanSteps steps (min_new_tokens) or always (`ban_eos`).
+// A device frame loop (FrameLoopBackend) applies the same rules from these definitions.
+inline constexpr int64_t kTalkerControlIds = 1024, kEosBanSteps = 2;
+inline bool talker_eos_banned(int64_t step, bool ban_eos) { return step < kEosBanSteps || ban_eos; }
 void constrain_talker_logits(std::span<float> logits, int64_t step, const TalkerConfig& talker, bool ban_eos = false);
 
 // The official prompt ids around user text: "<|im_start|>assistant\n" + text + "<|im_end|>\n<|im_start|>assistant\n".

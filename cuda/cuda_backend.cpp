@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/engine.h"
 #include "core/error.h"
 #include "core/talker.h"
 #include "cuda/cuda_vocoder.h"
@@ -599,8 +600,6 @@ public:
         broken_ = true;
         throw_watchdog("code predictor");
     }
-    // The code embeddings as the device holds them (bf16: emb0, then emb).
-    const uint16_t* emb0() const { return emb0_.get(); }
 
 private:
     PredictorFrameArgs frame_args(const float* talker_hidden, const SamplerSettings& s, uint64_t seed, uint64_t frame,
@@ -705,7 +704,8 @@ public:
         FrameLoopArgs fl;
         fl.talker_logits = talker_.logits_device();
         fl.eos = eos_;
-        fl.ban_eos = settings_.ban_eos || g < 2;  // min_new_tokens = 2 (constrain_talker_logits)
+        fl.ban_eos = talker_eos_banned(g, settings_.ban_eos);
+        fl.suppress_from = vocab0_ - int(kTalkerControlIds);
         fl.sampler = dev_sampler(settings_.talker, vocab0_, settings_.seed, settings_.frame_offset + uint64_t(g));
         fl.seen = seen_.get();
         fl.stop = stop_.get();

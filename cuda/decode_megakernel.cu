@@ -966,12 +966,12 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
         // Codebook 0, as core/engine.cpp does on the host: repetition penalty over the utterance's ids, control ids
         // suppressed except EOS, EOS banned when asked, then the talker's sampler (every CTA draws the same id)
         // while the producer already streams pass 1's weights.
-        const int V0 = a.vocab0, suppress_from = max(0, V0 - 1024);
+        const int V0 = a.vocab0;
         const float penalty = fl.sampler.repetition_penalty;
         for (int i = threadIdx.x; i < V0; i += kMegaThreads) {
             float l = __ldcg(fl.talker_logits + i);
             if (penalty != 1.0f && fl.seen[i]) l = l < 0.0f ? l * penalty : l / penalty;
-            if ((i >= suppress_from && i != fl.eos) || (i == fl.eos && fl.ban_eos)) l = -INFINITY;
+            if ((i >= fl.suppress_from && i != fl.eos) || (i == fl.eos && fl.ban_eos)) l = -INFINITY;
             sm.lg[i] = l;
         }
         work_sync();

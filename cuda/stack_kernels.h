@@ -122,6 +122,7 @@ struct DevSampler {
 struct FrameLoopArgs {
     const float* talker_logits = nullptr;  // [vocab0] raw codec_head logits; null: the host gives code0
     int eos = 0, ban_eos = 0;
+    int suppress_from = 0;                 // ids >= this, except EOS, are suppressed (codec control ids)
     DevSampler sampler;                    // the talker's settings; the draw uses stream 0, counter sampler.frame
     unsigned char* seen = nullptr;         // [vocab0] 1 for the codebook-0 ids drawn so far in the utterance
     int* stop = nullptr;                   // set to 1 when EOS is drawn; a launch that finds it set does nothing
