@@ -83,8 +83,11 @@ public:
     // predictor; with next_text_row >= 0 also frame g+1's input (that text row).
     virtual void enqueue_frame(int64_t g, int64_t next_text_row) = 0;
     // Waits for frames [first, first + n), which must be all those enqueued and not yet collected, and copies
-    // their codes, frame-major. A frame that drew EOS has only codes[0] set; the frames after it have none.
-    virtual Times collect(int64_t first, int64_t n, std::span<int32_t> codes) = 0;
+    // their codes, frame-major. A frame that drew EOS has only codes[0] set. While it waits it polls
+    // `should_cancel` (when given); once that returns true, every frame that has not started by the end of the
+    // one running does nothing. A frame that did nothing (after EOS or a cancel) has codes[0] = -1.
+    virtual Times collect(int64_t first, int64_t n, std::span<int32_t> codes,
+                          const std::function<bool()>& should_cancel) = 0;
     // Waits for every enqueued frame (ends an utterance that stopped early).
     virtual void finish() = 0;
 };

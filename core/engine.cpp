@@ -366,15 +366,18 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
             for (int64_t g = first; g < first + n; ++g)
                 loop.enqueue_frame(g, g + 1 < res.frame_cap ? L + std::min(g, T) : -1);
             codes.resize(size_t(n * G));
-            const FrameLoopBackend::Times t = loop.collect(first, n, codes);
+            // The cancel flag is polled while the batch runs, so a cancel lands within about one frame.
+            const FrameLoopBackend::Times t =
+                loop.collect(first, n, codes, observer ? std::function<bool()>([observer] { return observer->should_stop(); })
+                                                       : std::function<bool()>());
             res.times.talker_s += t.talker_s;
             res.times.predictor_s += t.predictor_s;
             res.times.talker_steps += t.talker_steps;
             bool more = true;
             for (int64_t i = 0; i < n && more; ++i) {
                 const std::span<const int32_t> frame_codes(codes.data() + i * G, size_t(G));
-                if (frame_codes[0] == eos) {
-                    res.stop = StopReason::eos;
+                if (frame_codes[0] == eos || frame_codes[0] < 0) {  // EOS, or the frames after a cancel
+                    res.stop = frame_codes[0] == eos ? StopReason::eos : StopReason::cancelled;
                     more = false;
                 } else {
                     more = take_frame(first + i, frame_codes);

@@ -8,7 +8,9 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "core/dtype.h"
@@ -657,6 +659,8 @@ public:
           eos_(int(config.talker.codec_eos_id)), seen_(size_t(vocab0_)), stop_(1), next_in_(size_t(D_)),
           codes_(size_t(kRing) * G_), start_(kRing), mid_(kRing), end_(kRing) {
         QTTS_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&codes_dev_), codes_.get(), 0));
+        QTTS_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&cancel_dev_), cancel_.get(), 0));
+        *cancel_word() = 0;
         // The next input sums the tables as the host loop does, in fp32: the device's bf16 copies serve when they
         // hold the values exactly (bf16 checkpoints), else fp32 copies are uploaded.
         std::vector<const Tensor*> tables{&w.talker.codec_embedding};
@@ -681,6 +685,7 @@ public:
         if (text_.size() < size_t(s.text_rows) * D_) text_ = DeviceBuffer<float>(size_t(s.text_rows) * D_);
         QTTS_CUDA_CHECK(cudaMemsetAsync(seen_.get(), 0, seen_.bytes(), talker_.stream()));
         QTTS_CUDA_CHECK(cudaMemsetAsync(stop_.get(), 0, stop_.bytes(), talker_.stream()));
+        *cancel_word() = 0;  // nothing is in flight after finish()
     }
 
     void put_text_rows(int64_t first, std::span<const float> rows) override {
@@ -698,6 +703,7 @@ public:
         if (!lock_.owns_lock()) lock_ = std::unique_lock(launch_mutex());
         cudaStream_t s = talker_.stream();
         const size_t slot = size_t(g % kRing);
+        codes_.get()[slot * G_] = -1;  // stays so if the frame does nothing (collected, so not in flight)
         QTTS_CUDA_CHECK(cudaEventRecord(start_[slot].get(), s));
         if (g > 0) talker_.enqueue_step(next_in_.get(), stop_.get());
         QTTS_CUDA_CHECK(cudaEventRecord(mid_[slot].get(), s));
@@ -709,6 +715,7 @@ public:
         fl.sampler = dev_sampler(settings_.talker, vocab0_, settings_.seed, settings_.frame_offset + uint64_t(g));
         fl.seen = seen_.get();
         fl.stop = stop_.get();
+        fl.cancel = cancel_dev_;
         if (next_text_row >= 0) {
             fl.next_out = next_in_.get();
             fl.text_row = text_.get() + size_t(next_text_row) * D_;
@@ -720,13 +727,29 @@ public:
         ++next_;
     }
 
-    Times collect(int64_t first, int64_t n, std::span<int32_t> codes) override {
+    Times collect(int64_t first, int64_t n, std::span<int32_t> codes,
+                  const std::function<bool()>& should_cancel) override {
         QTTS_CHECK(first == collected_ && n >= 1 && first + n == next_ && codes.size() == size_t(n * G_),
                    "collect of frames [{}, +{}) (collected {}, enqueued {})", first, n, collected_, next_);
         // The watchdog words come with the same wait (the engine collects everything it enqueued).
         cudaStream_t s = talker_.stream();
         QTTS_CUDA_CHECK(cudaMemcpyAsync(errors_.get(), talker_.error_word(), sizeof(int), cudaMemcpyDeviceToHost, s));
         QTTS_CUDA_CHECK(cudaMemcpyAsync(errors_.get() + 1, predictor_.error_word(), sizeof(int), cudaMemcpyDeviceToHost, s));
+        if (should_cancel) {
+            // Poll the batch and the caller's flag together (the default stream sync spins as well); a cancel reaches
+            // the device through host-mapped memory, which every predictor frame reads at its end.
+            QTTS_CUDA_CHECK(cudaEventRecord(done_.get(), s));
+            for (bool cancelled = false;;) {
+                const cudaError_t e = cudaEventQuery(done_.get());
+                if (e == cudaSuccess) break;
+                if (e != cudaErrorNotReady) QTTS_CUDA_CHECK(e);
+                if (!cancelled && should_cancel()) {
+                    *cancel_word() = 1;
+                    cancelled = true;
+                }
+                std::this_thread::yield();
+            }
+        }
         QTTS_CUDA_CHECK(cudaStreamSynchronize(s));
         release_if_idle(next_);
         if (errors_.get()[0]) talker_.fail();
@@ -737,7 +760,7 @@ public:
             const size_t slot = size_t((first + i) % kRing);
             const int* c = codes_.get() + slot * G_;
             std::copy(c, c + G_, codes.begin() + i * G_);
-            if (stopped) continue;  // launches after EOS did nothing (and wrote nothing)
+            if (stopped || c[0] < 0) continue;  // launches after EOS or a cancel did nothing
             float talker_ms = 0, predictor_ms = 0;
             QTTS_CUDA_CHECK(cudaEventElapsedTime(&talker_ms, start_[slot].get(), mid_[slot].get()));
             QTTS_CUDA_CHECK(cudaEventElapsedTime(&predictor_ms, mid_[slot].get(), end_[slot].get()));
@@ -757,6 +780,7 @@ public:
 
 private:
     static constexpr int kRing = 64;  // frames in flight at most (the engine enqueues one vocoder chunk at a time)
+    volatile int* cancel_word() { return cancel_.get(); }
     void release_if_idle(int64_t collected) {
         collected_ = collected;
         if (collected_ == next_ && lock_.owns_lock()) lock_.unlock();
@@ -771,8 +795,11 @@ private:
     DeviceBuffer<float> next_in_, text_, tables_f32_;
     PinnedBuffer<int> codes_;  // [kRing][G], host-mapped
     PinnedBuffer<int> errors_{2};
+    PinnedBuffer<int> cancel_{1};  // host-mapped: the host's cancel flag
     int* codes_dev_ = nullptr;
+    int* cancel_dev_ = nullptr;
     std::vector<Event> start_, mid_, end_;
+    Event done_;
     int64_t next_ = 0, collected_ = 0;
     std::unique_lock<std::mutex> lock_;
 };

@@ -1049,7 +1049,12 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     if (g.cta == 0)
         for (int k = threadIdx.x; k < G; k += kMegaThreads) a.codes_out[k] = sm.codes[k];
     // Every CTA has drawn codebook 0 by now (CTA 0 consumed everyone's last head rows, written after it).
-    if (fl.talker_logits && g.cta == 0 && threadIdx.x == 0) fl.seen[sm.codes[0]] = 1;
+    if (fl.talker_logits && g.cta == 0 && threadIdx.x == 0) {
+        fl.seen[sm.codes[0]] = 1;
+        // The host's cancel flag, read once per frame (one PCIe round trip on one thread): later launches of the
+        // batch return at entry.
+        if (fl.cancel && *(volatile const int*)fl.cancel) *fl.stop = 1;
+    }
     if (fl.next_out) {
         // The next talker input, summed in the host loop's order: codebooks 0 .. G-1, then the text vector.
         const int D = a.in_dim;

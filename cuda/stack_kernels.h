@@ -126,6 +126,7 @@ struct FrameLoopArgs {
     DevSampler sampler;                    // the talker's settings; the draw uses stream 0, counter sampler.frame
     unsigned char* seen = nullptr;         // [vocab0] 1 for the codebook-0 ids drawn so far in the utterance
     int* stop = nullptr;                   // set to 1 when EOS is drawn; a launch that finds it set does nothing
+    const int* cancel = nullptr;           // host-mapped: once the host sets it, a frame's end sets *stop as well
     float* next_out = nullptr;             // [in_dim] the next talker input (null: none)
     const float* text_row = nullptr;       // [in_dim] its text vector
     const float* tables_f32 = nullptr;     // [vocab0 + (G-1) vocab][in_dim] fp32 code embeddings (null: emb0 / emb)

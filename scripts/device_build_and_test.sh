@@ -11,6 +11,7 @@
 #        SANITIZE=1 (compute-sanitizer memcheck, racecheck and synccheck on qtts_cuda_tests; SANITIZE_TOOLS to pick; SANITIZE_ARGS:
 #        doctest filters, e.g. -tce='*full-size*'), E2E=1 (qtts bench, random 0.6B, vocoder chunks 1, 4 and the 1-32 ramp;
 #        E2E_CHUNKS to pick, e.g. "ramp16 ramp16host": a "host" suffix runs the host frame loop),
+#        NCU_PREFILL=1 (GPU time per kernel kind of one talker prefill of NCU_PREFILL_N=20 positions),
 #        NCU_SOURCE=1 (warp-stall samples of one talker step and one predictor frame per SASS instruction, joined
 #        with the source lines: $OUT/hotspots_{talker,predictor}.txt, $OUT/ncu_sass_*.csv.gz, by scripts/ncu_hotspots.py)
 # From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
@@ -92,6 +93,25 @@ if [ "${NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
     "$build/bench_cuda_backend" --no-variants --steps 10 --frames 8 >"$out/ncu.log" 2>&1
   grep -E "Duration|Memory Throughput|DRAM Throughput|Registers|Achieved Occupancy|==PROF==|L2 Hit" "$out/ncu.log" | head -40
+fi
+if [ "${NCU_PREFILL:-0}" = 1 ] && command -v ncu >/dev/null; then
+  # Per-kernel GPU time of one 20-position talker prefill (the bench's first), summed by kernel name.
+  timeout 150 ncu --clock-control none --cache-control none --launch-count "${NCU_PREFILL_LAUNCHES:-420}" \
+    --kernel-name regex:"gemm|rms_norm|qk_norm|attention_prefill|silu" --metrics gpu__time_duration.sum --csv \
+    "$build/bench_cuda_backend" --no-variants --steps 1 --frames 1 --prefill "${NCU_PREFILL_N:-20}" \
+    >"$out/ncu_prefill.csv" 2>"$out/ncu_prefill.log"
+  log "ncu prefill exit $?"
+  python3 - "$out/ncu_prefill.csv" <<'PY' | tee -a "$out/summary.txt"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+head = rows[0]; ki = head.index("Kernel Name"); vi = head.index("Metric Value"); ui = head.index("Metric Unit")
+tot = collections.defaultdict(lambda: [0, 0.0])
+for r in rows[1:]:
+    v = float(r[vi].replace(",", "")); v = v / 1000 if r[ui] == "nsecond" else v * (1000 if r[ui] == "msecond" else 1)
+    k = r[ki].split("(")[0].split("::")[-1]; tot[k][0] += 1; tot[k][1] += v
+for k, (n, us) in sorted(tot.items(), key=lambda x: -x[1][1]): print(f"prefill kernel {k:32s} {n:4d} launches {us:9.1f} us")
+print(f"prefill kernels in all: {sum(n for n, _ in tot.values())} launches, {sum(us for _, us in tot.values()):.1f} us")
+PY
 fi
 if [ "${NCU_SOURCE:-0}" = 1 ] && command -v ncu >/dev/null; then
   # The kernels carry -lineinfo (CMakeLists.txt); nvdisasm -gi of the same cubin names each instruction's .cu

@@ -370,6 +370,41 @@ TEST_CASE("the device frame loop stops where the host loop draws EOS, and the ne
     check_device_loop_matches_host_loop(gpu, r);
 }
 
+TEST_CASE("a cancel mid-batch stops the device frame loop after the frame running, and the next request runs whole") {
+    // The engine polls should_stop once before a batch and then while the batch runs; this observer says stop at
+    // its second call, i.e. just after 64 frames were enqueued as one batch. The device checks the flag at the end
+    // of every predictor frame, so the frame running then is the last; a batch of 64 tiny frames takes
+    // milliseconds, the host's first poll microseconds.
+    struct CancelAtSecondPoll : SynthesisObserver {
+        int polls = 0;
+        bool should_stop() override { return ++polls >= 2; }
+    };
+    Session gpu(tiny(Device::cuda));
+    SynthesisRequest r;
+    r.text = "A cancelled request, long enough for one batch of sixty-four frames.";
+    r.talker = SamplerSettings{.do_sample = false};
+    r.predictor = SamplerSettings{.do_sample = false};
+    r.ignore_eos = true;
+    r.max_frames = 64;
+    r.vocoder_chunk_frames = 64;
+    r.vocoder_ramp = false;
+    const SynthesisResult whole = gpu.synthesize(r);
+    REQUIRE(whole.n_frames == 64);
+    CancelAtSecondPoll cancel;
+    const SynthesisResult a = gpu.synthesize(r, &cancel);
+    CHECK(a.device_frame_loop);
+    CHECK(a.stop == StopReason::cancelled);
+    MESSAGE("frames run before the cancel took effect: " << a.n_frames);
+    CHECK(a.n_frames >= 1);
+    CHECK(a.n_frames <= 8);
+    CHECK(std::equal(a.codes.begin(), a.codes.end(), whole.codes.begin()));
+    REQUIRE(whole.audio.size() % 64 == 0);
+    CHECK(a.audio.size() == whole.audio.size() / 64 * size_t(a.n_frames));  // every frame that ran is voiced
+    const SynthesisResult b = gpu.synthesize(r);  // the cancel flag is per request
+    CHECK(b.stop == StopReason::frame_cap);
+    CHECK(b.codes == whole.codes);
+}
+
 }  // TEST_SUITE
 
 }  // namespace qtts
