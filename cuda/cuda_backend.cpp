@@ -375,37 +375,33 @@ public:
         ensure(patt_, size_t(N) * Q);
         ensure(pg_, size_t(N) * F);
         ensure(pu_, size_t(N) * F);
-        const size_t split_cap = 8 * size_t(N) * size_t(std::max({W, F, E, vocab_}));
+        const int widest = std::max({W, F, E, vocab_});
+        const size_t split_cap = 8 * size_t(N) * size_t(widest);
         ensure(psplit_, split_cap);
+        // y[t] (+)= x[t] · Wᵀ for the N positions (x [N, K], y [N, R]).
+        const auto gemm = [&](const float* x, const uint16_t* w, float* y, int R, int K, bool accumulate, int n = 0) {
+            launch_gemm_bf16({.x = x, .w = w, .y = y, .n = n ? n : N, .R = R, .K = K, .ldx = K, .ldy = R,
+                              .accumulate = accumulate, .part = psplit_.get(), .part_cap = split_cap},
+                             s);
+        };
         std::lock_guard lock(launch_mutex());
         QTTS_CUDA_CHECK(cudaEventRecord(t0_.get(), s));
         QTTS_CUDA_CHECK(cudaMemcpyAsync(px_.get(), embeds.data(), embeds.size() * 4, cudaMemcpyHostToDevice, s));
         for (int l = 0; l < st.n_layer; ++l) {
             const LayerDev& L = st.layers[l];
             launch_rms_norm_rows(px_.get(), E, L.input_norm, pxn_.get(), E, N, E, st.eps, s);
-            launch_gemm_bf16({.x = pxn_.get(), .w = L.wqkv, .y = pqkv_.get(), .n = N, .R = W, .K = E, .ldx = E, .ldy = W, .part = psplit_.get(), .part_cap = split_cap},
-                             s);
+            gemm(pxn_.get(), L.wqkv, pqkv_.get(), W, E, false);
             launch_qk_norm_rope_append(st, l, pqkv_.get(), N, 0, s);
             launch_attention_prefill(st, l, pqkv_.get(), N, 0, patt_.get(), s);
-            launch_gemm_bf16({.x = patt_.get(), .w = L.wo, .y = px_.get(), .n = N, .R = E, .K = Q, .ldx = Q, .ldy = E,
-                              .accumulate = 1, .part = psplit_.get(), .part_cap = split_cap},
-                             s);
+            gemm(patt_.get(), L.wo, px_.get(), E, Q, true);
             launch_rms_norm_rows(px_.get(), E, L.post_norm, pxn_.get(), E, N, E, st.eps, s);
-            launch_gemm_bf16({.x = pxn_.get(), .w = L.w_gate, .y = pg_.get(), .n = N, .R = F, .K = E, .ldx = E, .ldy = F, .part = psplit_.get(),
-                              .part_cap = split_cap},
-                             s);
-            launch_gemm_bf16({.x = pxn_.get(), .w = L.w_up, .y = pu_.get(), .n = N, .R = F, .K = E, .ldx = E, .ldy = F, .part = psplit_.get(),
-                              .part_cap = split_cap},
-                             s);
+            gemm(pxn_.get(), L.w_gate, pg_.get(), F, E, false);
+            gemm(pxn_.get(), L.w_up, pu_.get(), F, E, false);
             launch_silu_mul(pg_.get(), pu_.get(), pg_.get(), N * F, s);
-            launch_gemm_bf16({.x = pg_.get(), .w = L.w_down, .y = px_.get(), .n = N, .R = E, .K = F, .ldx = F, .ldy = E,
-                              .accumulate = 1, .part = psplit_.get(), .part_cap = split_cap},
-                             s);
+            gemm(pg_.get(), L.w_down, px_.get(), E, F, true);
         }
         launch_rms_norm_rows(px_.get() + size_t(N - 1) * E, E, st.final_norm, hidden_d_.get(), E, 1, E, st.eps, s);
-        launch_gemm_bf16({.x = hidden_d_.get(), .w = head_.get(), .y = logits_d_.get(), .n = 1, .R = vocab_, .K = E,
-                          .ldx = E, .ldy = vocab_, .part = psplit_.get(), .part_cap = split_cap},
-                         s);
+        gemm(hidden_d_.get(), head_.get(), logits_d_.get(), vocab_, E, false, 1);
         QTTS_CUDA_CHECK(cudaEventRecord(t1_.get(), s));
         fetch_outputs(false);
         length_ = N;

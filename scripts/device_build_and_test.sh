@@ -13,7 +13,8 @@
 #        E2E_CHUNKS to pick, e.g. "ramp16 ramp16host": a "host" suffix runs the host frame loop),
 #        NCU_PREFILL=1 (GPU time per kernel kind of one talker prefill of NCU_PREFILL_N=20 positions),
 #        NCU_SOURCE=1 (warp-stall samples of one talker step and one predictor frame per SASS instruction, joined
-#        with the source lines: $OUT/hotspots_{talker,predictor}.txt, $OUT/ncu_sass_*.csv.gz, by scripts/ncu_hotspots.py)
+#        with the source lines: $OUT/hotspots_{talker,predictor}.txt, $OUT/ncu_sass_*.csv.gz, by scripts/ncu_hotspots.py;
+#        NCU_SOURCE_KERNELS picks the kernels, e.g. gemm_bf16 for the prefill GEMM)
 # From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -101,13 +102,18 @@ if [ "${NCU_PREFILL:-0}" = 1 ] && command -v ncu >/dev/null; then
     "$build/bench_cuda_backend" --no-variants --steps 1 --frames 1 --prefill "${NCU_PREFILL_N:-20}" \
     >"$out/ncu_prefill.csv" 2>"$out/ncu_prefill.log"
   log "ncu prefill exit $?"
+  # One qkv GEMM of that prefill in detail (throughput, occupancy, warp stalls).
+  timeout 100 ncu --clock-control none --cache-control none --kernel-name regex:gemm_bf16 --launch-skip 0 --launch-count 1 \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+    "$build/bench_cuda_backend" --no-variants --steps 1 --frames 1 --prefill "${NCU_PREFILL_N:-20}" >"$out/ncu_prefill_gemm.txt" 2>&1
+  grep -E "Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Block Limit|Registers Per|Grid Size|Stall|Dynamic Shared" "$out/ncu_prefill_gemm.txt" | head -30
   python3 - "$out/ncu_prefill.csv" <<'PY' | tee -a "$out/summary.txt"
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 head = rows[0]; ki = head.index("Kernel Name"); vi = head.index("Metric Value"); ui = head.index("Metric Unit")
 tot = collections.defaultdict(lambda: [0, 0.0])
 for r in rows[1:]:
-    v = float(r[vi].replace(",", "")); v = v / 1000 if r[ui] == "nsecond" else v * (1000 if r[ui] == "msecond" else 1)
+    v = float(r[vi].replace(",", "")); v = v / 1000 if r[ui] in ("ns", "nsecond") else v * (1000 if r[ui] in ("ms", "msecond") else 1)
     k = r[ki].split("(")[0].split("::")[-1]; tot[k][0] += 1; tot[k][1] += v
 for k, (n, us) in sorted(tot.items(), key=lambda x: -x[1][1]): print(f"prefill kernel {k:32s} {n:4d} launches {us:9.1f} us")
 print(f"prefill kernels in all: {sum(n for n, _ in tot.values())} launches, {sum(us for _, us in tot.values()):.1f} us")
@@ -117,8 +123,9 @@ if [ "${NCU_SOURCE:-0}" = 1 ] && command -v ncu >/dev/null; then
   # The kernels carry -lineinfo (CMakeLists.txt); nvdisasm -gi of the same cubin names each instruction's .cu
   # line and the lines it was inlined at, which scripts/ncu_hotspots.py joins with ncu's per-instruction samples.
   (mkdir -p "$out/cubin" && cd "$out/cubin" && cuobjdump -xelf all "$OLDPWD/$build/libqtts_cuda.a" >/dev/null &&
-    nvdisasm -gi -c decode_megakernel.*.cubin >"$out/decode_megakernel.dis") || log "nvdisasm FAILED"
-  for k in talker_step predictor_frame; do
+    for c in decode_megakernel prefill_kernels; do nvdisasm -gi -c $c.*.cubin; done >"$out/decode_megakernel.dis") ||
+    log "nvdisasm FAILED"
+  for k in ${NCU_SOURCE_KERNELS:-talker_step predictor_frame}; do
     name=${k%%_*}
     timeout 150 ncu --clock-control none --kernel-name regex:"$k" --launch-skip 5 --launch-count 1 \
       --section WarpStateStats --section SourceCounters --section InstructionStats --import-source yes \
