@@ -148,16 +148,35 @@ __global__ void __launch_bounds__(kThreads) conv_gemm_kernel(const __grid_consta
         if (!is_last) return;
         __threadfence();
         const float* base = g.workspace + int64_t(z * g.splits) * MN;
+        // Piece order 0 + 1 + 2 + ...; the loads of 4 pieces are issued before their adds. This block is the tile's
+        // critical path: one load round trip per piece and element made the prefill GEMM, which had the same fixup,
+        // 2-3x slower (cuda/NOTES.md).
+        int64_t off[TM][4];
 #pragma unroll
         for (int i = 0; i < TM; ++i)
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
-                if (gm0 + i >= g.M || gn0 + j >= g.N) continue;
-                const int64_t off = int64_t(gm0 + i) * g.N + gn0 + j;
-                float v = __ldcg(base + off);
-                for (int s = 1; s < g.splits; ++s) v += __ldcg(base + s * MN + off);
-                acc[i][j] = v;
+                off[i][j] = gm0 + i < g.M && gn0 + j < g.N ? int64_t(gm0 + i) * g.N + gn0 + j : -1;
+                if (off[i][j] >= 0) acc[i][j] = __ldcg(base + off[i][j]);
             }
+        constexpr int kBatch = 4;
+        for (int s0 = 1; s0 < g.splits; s0 += kBatch) {
+            float v[kBatch][TM][4];
+#pragma unroll
+            for (int b = 0; b < kBatch; ++b)
+#pragma unroll
+                for (int i = 0; i < TM; ++i)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j)
+                        v[b][i][j] = s0 + b < g.splits && off[i][j] >= 0 ? __ldcg(base + (s0 + b) * MN + off[i][j]) : 0.0f;
+#pragma unroll
+            for (int b = 0; b < kBatch; ++b)
+#pragma unroll
+                for (int i = 0; i < TM; ++i)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j)
+                        if (s0 + b < g.splits && off[i][j] >= 0) acc[i][j] += v[b][i][j];
+        }
     }
 
 #pragma unroll
