@@ -97,19 +97,12 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const GemmArgs 
         for (int c = threadIdx.x; c < pos_tiles * 8 * kGemmK / 4; c += kGemmThreads) {
             const int tt = c >> 4, kc = (c & 15) * 4;
             const float4 x4 = *reinterpret_cast<const float4*>(src + tt * kGemmXStride + kc * 4);
-            const float v[4] = {x4.x, x4.y, x4.z, x4.w};
-            uint16_t h[3][4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                h[0][i] = bf16_bits_rn(v[i]);
-                const float r1 = v[i] - __uint_as_float(uint32_t(h[0][i]) << 16);
-                h[1][i] = bf16_bits_rn(r1);
-                h[2][i] = bf16_bits_rn(r1 - __uint_as_float(uint32_t(h[1][i]) << 16));
-            }
+            uint16_t h[4][3];  // [value][part]
+            split3(x4.x, h[0]), split3(x4.y, h[1]), split3(x4.z, h[2]), split3(x4.w, h[3]);
 #pragma unroll
             for (int p = 0; p < 3; ++p)
                 *reinterpret_cast<uint2*>(sp + (p * kGemmPos + tt) * kGemmStride + kc * 2) =
-                    make_uint2(h[p][0] | uint32_t(h[p][1]) << 16, h[p][2] | uint32_t(h[p][3]) << 16);
+                    make_uint2(h[0][p] | uint32_t(h[1][p]) << 16, h[2][p] | uint32_t(h[3][p]) << 16);
         }
     };
 

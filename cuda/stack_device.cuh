@@ -197,14 +197,19 @@ __device__ __forceinline__ void wait_values(const VecIn& in, int i0, int step, i
 // One cvt.rn.bf16.f32 (round to nearest even, as the host's bf16 rounding; subnormals kept). The integer
 // rounding it replaced was ~20 % of the instructions of every activation load (ncu, H100).
 __device__ __forceinline__ uint16_t bf16_bits_rn(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
+// v = h[0] + h[1] + h[2] (bf16 bits), each part the rounded rest of the ones before.
+__device__ __forceinline__ void split3(float v, uint16_t (&h)[3]) {
+    h[0] = bf16_bits_rn(v);
+    const float r1 = v - __uint_as_float(uint32_t(h[0]) << 16);
+    h[1] = bf16_bits_rn(r1);
+    h[2] = bf16_bits_rn(r1 - __uint_as_float(uint32_t(h[1]) << 16));
+}
 __device__ __forceinline__ void store_split(uint16_t* xsp, int K, int k, float v) {
-    const uint16_t h1 = bf16_bits_rn(v);
-    const float r1 = v - __uint_as_float(uint32_t(h1) << 16);
-    const uint16_t h2 = bf16_bits_rn(r1);
-    const float r2 = r1 - __uint_as_float(uint32_t(h2) << 16);
-    xsp[k] = h1;
-    xsp[K + k] = h2;
-    xsp[2 * K + k] = bf16_bits_rn(r2);
+    uint16_t h[3];
+    split3(v, h);
+    xsp[k] = h[0];
+    xsp[K + k] = h[1];
+    xsp[2 * K + k] = h[2];
 }
 
 // xsp = split(w ⊙ x / sqrt(mean(x²) + eps)); optionally also the natural-order fp32 result into `out`.
