@@ -350,6 +350,9 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
         } drain{loop};
         int64_t uploaded = L;  // text rows [L, uploaded) are on the device
         std::vector<int32_t> codes;
+        // Polled while each batch runs, so a cancel lands within about one frame.
+        std::function<bool()> should_cancel;
+        if (observer) should_cancel = [observer] { return observer->should_stop(); };
         for (int64_t first = 0; first < res.frame_cap;) {
             if (observer && observer->should_stop()) {
                 res.stop = StopReason::cancelled;
@@ -366,10 +369,7 @@ SynthesisResult Session::synthesize(const SynthesisRequest& req, SynthesisObserv
             for (int64_t g = first; g < first + n; ++g)
                 loop.enqueue_frame(g, g + 1 < res.frame_cap ? L + std::min(g, T) : -1);
             codes.resize(size_t(n * G));
-            // The cancel flag is polled while the batch runs, so a cancel lands within about one frame.
-            const FrameLoopBackend::Times t =
-                loop.collect(first, n, codes, observer ? std::function<bool()>([observer] { return observer->should_stop(); })
-                                                       : std::function<bool()>());
+            const FrameLoopBackend::Times t = loop.collect(first, n, codes, should_cancel);
             res.times.talker_s += t.talker_s;
             res.times.predictor_s += t.predictor_s;
             res.times.talker_steps += t.talker_steps;

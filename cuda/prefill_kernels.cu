@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const GemmArgs 
     char* const sp = gemm_smem + kGemmWBytes + kGemmXBytes;   // [part][position][kGemmStride]
     const uint32_t ws_s = uint32_t(__cvta_generic_to_shared(gemm_smem));  // [stage][row][kGemmStride]
     const uint32_t xs_s = uint32_t(__cvta_generic_to_shared(xs));
-    const int r_base = blockIdx.x * kGemmRows, t_base = blockIdx.y * kGemmPos, splits = gridDim.z;
+    const int r_base = blockIdx.x * kGemmRows, t_base = blockIdx.y * kGemmPos;
     const int k_begin = blockIdx.z * k_per_split, k_end = min(a.K, k_begin + k_per_split);
     const int n_tiles = (k_end - k_begin + kGemmK - 1) / kGemmK;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -155,28 +155,17 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const GemmArgs 
 #pragma unroll
     for (int i = 0; i < kElems; ++i) acc[i >> 2][i & 3] += handoff[(row_tile * kElems + i) * 32 + lane];
     // acc[j] = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]: rows 16 row_tile + g (+8), positions 8j + 2t (+1).
-    // off[i]: element i = 4j + e of this thread as an offset in [n][R], or -1 when outside (computed once: the
-    // serial fixup below is this tile's critical path).
-    int off[kElems];
 #pragma unroll
     for (int i = 0; i < kElems; ++i) {
         const int j = i >> 2, e = i & 3;
         const int gr = r_base + 16 * row_tile + g + 8 * (e >> 1), gt = t_base + 8 * j + 2 * t + (e & 1);
-        off[i] = gr < a.R && gt < a.n ? gt * a.R + gr : -1;
-    }
-    if (splits > 1) {  // gemm_reduce_kernel adds the pieces
-        float* mine = a.part + blockIdx.z * size_t(a.n) * a.R;
-#pragma unroll
-        for (int i = 0; i < kElems; ++i)
-            if (off[i] >= 0) mine[off[i]] = acc[i >> 2][i & 3];
-        return;
-    }
-#pragma unroll
-    for (int i = 0; i < kElems; ++i) {
-        if (off[i] < 0) continue;
-        const int j = i >> 2, e = i & 3;
-        float* y = a.y + size_t(t_base + 8 * j + 2 * t + (e & 1)) * a.ldy + r_base + 16 * row_tile + g + 8 * (e >> 1);
-        *y = a.accumulate ? __fadd_rn(*y, acc[j][e]) : acc[j][e];
+        if (gr >= a.R || gt >= a.n) continue;
+        if (gridDim.z > 1) {  // a split-K piece: gemm_reduce_kernel adds the pieces
+            a.part[(blockIdx.z * size_t(a.n) + gt) * a.R + gr] = acc[j][e];
+        } else {
+            float* y = a.y + size_t(gt) * a.ldy + gr;
+            *y = a.accumulate ? __fadd_rn(*y, acc[j][e]) : acc[j][e];
+        }
     }
 }
 

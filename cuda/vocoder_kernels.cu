@@ -151,31 +151,28 @@ __global__ void __launch_bounds__(kThreads) conv_gemm_kernel(const __grid_consta
         // Piece order 0 + 1 + 2 + ...; the loads of 4 pieces are issued before their adds. This block is the tile's
         // critical path: one load round trip per piece and element made the prefill GEMM, which had the same fixup,
         // 2-3x slower (cuda/NOTES.md).
-        int64_t off[TM][4];
+        // Element e of this thread is acc[e / 4][e % 4]; off[e] its offset in a piece, -1 outside.
+        constexpr int kElems = TM * 4;
+        int64_t off[kElems];
 #pragma unroll
-        for (int i = 0; i < TM; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                off[i][j] = gm0 + i < g.M && gn0 + j < g.N ? int64_t(gm0 + i) * g.N + gn0 + j : -1;
-                if (off[i][j] >= 0) acc[i][j] = __ldcg(base + off[i][j]);
-            }
+        for (int e = 0; e < kElems; ++e) {
+            const int i = e / 4, j = e % 4;
+            off[e] = gm0 + i < g.M && gn0 + j < g.N ? int64_t(gm0 + i) * g.N + gn0 + j : -1;
+            if (off[e] >= 0) acc[i][j] = __ldcg(base + off[e]);
+        }
         constexpr int kBatch = 4;
         for (int s0 = 1; s0 < g.splits; s0 += kBatch) {
-            float v[kBatch][TM][4];
+            float v[kBatch][kElems];
 #pragma unroll
             for (int b = 0; b < kBatch; ++b)
 #pragma unroll
-                for (int i = 0; i < TM; ++i)
-#pragma unroll
-                    for (int j = 0; j < 4; ++j)
-                        v[b][i][j] = s0 + b < g.splits && off[i][j] >= 0 ? __ldcg(base + (s0 + b) * MN + off[i][j]) : 0.0f;
+                for (int e = 0; e < kElems; ++e)
+                    v[b][e] = s0 + b < g.splits && off[e] >= 0 ? __ldcg(base + (s0 + b) * MN + off[e]) : 0.0f;
 #pragma unroll
             for (int b = 0; b < kBatch; ++b)
 #pragma unroll
-                for (int i = 0; i < TM; ++i)
-#pragma unroll
-                    for (int j = 0; j < 4; ++j)
-                        if (s0 + b < g.splits && off[i][j] >= 0) acc[i][j] += v[b][i][j];
+                for (int e = 0; e < kElems; ++e)
+                    if (s0 + b < g.splits && off[e] >= 0) acc[e / 4][e % 4] += v[b][e];
         }
     }
 
