@@ -3,6 +3,9 @@
 // talker 2048 wide with FFN 6144 and the predictor's input projection). Prints talker step and predictor frame
 // times (median), bytes moved and the fraction of the HBM bandwidth floor, and prefill time.
 // Usage: bench_cuda_backend [--size 0.6b|1.7b] [--context N] [--steps N] [--frames N] [--prefill N] [--no-variants]
+//        [--variant KEY=V,KEY=V...]... [--rounds N]
+// --variant measures CudaOptions settings instead of the built-in variants (repeatable; keys: pace = ring_pace_kb, chunk = ring_chunk_rows, chunks = max_chunks, trace = 0/1); --rounds N runs the list N times,
+// alternating, so drifts of the machine hit every variant alike.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -91,12 +94,31 @@ struct Result {
     double step_ms, step_dev_ms, frame_ms, frame_dev_ms, prefill_ms;
 };
 
+// "pace=16,chunk=24" -> the options it names (the rest default); false on an unknown key.
+bool parse_variant(const std::string& spec, cuda::CudaOptions& o) {
+    size_t at = 0;
+    while (at < spec.size()) {
+        const size_t end = std::min(spec.find(',', at), spec.size()), eq = spec.find('=', at);
+        if (eq == std::string::npos || eq > end) return false;
+        const std::string key = spec.substr(at, eq - at);
+        const int v = std::atoi(spec.substr(eq + 1, end - eq - 1).c_str());
+        if (key == "pace") o.ring_pace_kb = v;
+        else if (key == "chunk") o.ring_chunk_rows = v;
+        else if (key == "chunks") o.max_chunks = v;
+        else if (key == "trace") o.trace = v != 0;
+        else return false;
+        at = end + 1;
+    }
+    return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    int context = 75, steps = 60, frames = 50, prefill_len = 20;
+    int context = 75, steps = 60, frames = 50, prefill_len = 20, rounds = 1;
     bool variants = true;
     std::string size = "0.6b";
+    std::vector<std::pair<std::string, cuda::CudaOptions>> custom;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         const auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
@@ -106,10 +128,12 @@ int main(int argc, char** argv) {
         else if (a == "--prefill") prefill_len = next();
         else if (a == "--no-variants") variants = false;
         else if (a == "--size" && i + 1 < argc) size = argv[++i];
+        else if (a == "--rounds") rounds = std::max(1, next());
+        else if (a == "--variant" && i + 1 < argc && parse_variant(argv[i + 1], custom.emplace_back(argv[i + 1], cuda::CudaOptions{}).second)) ++i;
         else {
             std::fprintf(stderr,
                          "usage: %s [--size 0.6b|1.7b] [--context N] [--steps N] [--frames N] [--prefill N] "
-                         "[--no-variants]\n",
+                         "[--no-variants] [--variant pace=KB,chunk=ROWS,chunks=N,trace=0|1]... [--rounds N]\n",
                          argv[0]);
             return 2;
         }
@@ -157,7 +181,10 @@ int main(int argc, char** argv) {
 
     std::vector<Result> results;
     std::vector<std::pair<std::string, cuda::CudaOptions>> configs = {{"default", {}}};
-    if (variants) {
+    if (!custom.empty()) {
+        configs.clear();
+        for (int r = 0; r < rounds; ++r) configs.insert(configs.end(), custom.begin(), custom.end());
+    } else if (variants) {
         configs.push_back({"traced", {.trace = true}});
         configs.push_back({"cp.async ring", {.ring_cp_async = true}});
         configs.push_back({"unpaced ring", {.ring_pace_kb = 0}});

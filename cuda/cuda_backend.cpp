@@ -212,6 +212,7 @@ MegaLaunch with_launch_options(MegaLaunch m, const CudaOptions& o) {
     m.barriers = o.grid_barriers ? 1 : 0;
     m.cp_async = o.ring_cp_async ? 1 : 0;
     if (o.ring_pace_kb >= 0) m.pace_bytes = o.ring_pace_kb * 1024;  // else the kernel's own (plan_*_launch)
+    if (o.ring_chunk_rows > 0) m.chunk_rows = std::min(o.ring_chunk_rows, kMaxRingChunkRows);
     if (o.test_ring_bytes > 0) m.ring_bytes = std::min(m.ring_bytes, o.test_ring_bytes & ~127);
     return m;
 }
@@ -236,28 +237,46 @@ public:
         if (!on) return;
         n_cta_ = n_cta;
         buf_ = DeviceBuffer<unsigned long long>(size_t(n_cta) * kCap * 2);
+        ring_ = DeviceBuffer<unsigned long long>(size_t(n_cta) * kCap);
+        fine_ = DeviceBuffer<unsigned long long>(size_t(n_cta) * kCap * kFineSegs);
         QTTS_CUDA_CHECK(cudaMemset(buf_.get(), 0, buf_.bytes()));
+        QTTS_CUDA_CHECK(cudaMemset(ring_.get(), 0, ring_.bytes()));
+        QTTS_CUDA_CHECK(cudaMemset(fine_.get(), 0, fine_.bytes()));
     }
     void attach(GridSync& s) const {
         s.trace = buf_.get();
+        s.trace_ring = ring_.get();
+        s.trace_fine = fine_.get();
         s.trace_cap = buf_.get() ? kCap : 0;
     }
     // Reads the last launch back; cls[b - 1] is the kind of the b-th phase. Per phase: work = its end minus the
     // CTA's previous departure; handoff = the last CTA to have its next inputs minus the last CTA to finish.
     void collect(const std::vector<int>& cls, const std::vector<std::string>& names) {
         if (!buf_.get()) return;
-        std::vector<unsigned long long> t(buf_.size());
+        std::vector<unsigned long long> t(buf_.size()), ring(ring_.size()), fine(fine_.size());
         QTTS_CUDA_CHECK(cudaMemcpy(t.data(), buf_.get(), buf_.bytes(), cudaMemcpyDeviceToHost));
+        QTTS_CUDA_CHECK(cudaMemcpy(ring.data(), ring_.get(), ring_.bytes(), cudaMemcpyDeviceToHost));
+        QTTS_CUDA_CHECK(cudaMemcpy(fine.data(), fine_.get(), fine_.bytes(), cudaMemcpyDeviceToHost));
         const auto at = [&](int c, int b, int k) { return double(t[(size_t(c) * kCap + b) * 2 + k]); };
-        struct Acc { double n = 0, work_mean = 0, work_max = 0, handoff = 0, cycle = 0; };
+        const auto ring_wait = [&](int c, int b) {  // cumulative per launch; slot 0 is never written (0)
+            return double(ring[size_t(c) * kCap + b]) - double(ring[size_t(c) * kCap + b - 1]);
+        };
+        struct Acc {
+            double n = 0, work_mean = 0, work_max = 0, handoff = 0, cycle = 0, ring_mean = 0, ring_max = 0;
+            double seg[kFineSegs] = {};  // cycles, summed over the CTAs
+        };
         std::vector<Acc> acc(names.size());
         const int nb = std::min(int(cls.size()), kCap - 1);
         for (int b = 1; b <= nb; ++b) {
-            double wsum = 0, wmax = 0, last_arrive = 0, last_depart = 0, prev_depart = 0;
+            double wsum = 0, wmax = 0, last_arrive = 0, last_depart = 0, prev_depart = 0, rsum = 0, rmax = 0;
             for (int c = 0; c < n_cta_; ++c) {
-                const double w = at(c, b, 0) - at(c, b - 1, 1);
+                const double w = at(c, b, 0) - at(c, b - 1, 1), r = ring_wait(c, b);
                 wsum += w;
                 wmax = std::max(wmax, w);
+                rsum += r;
+                rmax = std::max(rmax, r);
+                for (int s = 0; s < kFineSegs; ++s)
+                    acc[size_t(cls[size_t(b - 1)])].seg[s] += double(fine[(size_t(c) * kCap + b) * kFineSegs + s]);
                 last_arrive = std::max(last_arrive, at(c, b, 0));
                 last_depart = std::max(last_depart, at(c, b, 1));
                 prev_depart = std::max(prev_depart, at(c, b - 1, 1));
@@ -268,22 +287,38 @@ public:
             a.work_max += wmax;
             a.handoff += last_depart - last_arrive;
             a.cycle += last_depart - prev_depart;
+            a.ring_mean += rsum / n_cta_;
+            a.ring_max += rmax;
         }
-        report_ = fmt::format("{:<12} {:>5} {:>10} {:>10} {:>10} {:>10}  (us, means over occurrences)\n", "phase", "n",
-                              "work mean", "work max", "handoff", "cycle");
+        report_ = fmt::format("{:<12} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  (us, means over occurrences; ring: "
+                              "warp 0's wait for weight chunks, QTTS_FINE_TRACE builds)\n",
+                              "phase", "n", "work mean", "work max", "handoff", "cycle", "ring mean", "ring max");
         double total = 0;
         for (size_t k = 0; k < names.size(); ++k) {
             const Acc& a = acc[k];
             if (a.n == 0) continue;
             total += a.cycle / 1e3;
-            report_ += fmt::format("{:<12} {:>5} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.2f}\n", names[k], a.n,
-                                   a.work_mean / a.n / 1e3, a.work_max / a.n / 1e3, a.handoff / a.n / 1e3,
-                                   a.cycle / a.n / 1e3);
+            report_ += fmt::format("{:<12} {:>5} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.2f}\n", names[k],
+                                   a.n, a.work_mean / a.n / 1e3, a.work_max / a.n / 1e3, a.handoff / a.n / 1e3,
+                                   a.cycle / a.n / 1e3, a.ring_mean / a.n / 1e3, a.ring_max / a.n / 1e3);
         }
         report_ += fmt::format("sum of cycles: {:.1f} us over {} phases\n", total, nb);
+        double ghz = 1.9;
         if (at(0, kCap - 9, 0) > 0) {
             const double ns = at(0, kCap - 9, 0) - at(0, 0, 1), cycles = at(0, kCap - 9, 1) - at(0, 0, 0);
             report_ += fmt::format("launch: {:.1f} us on CTA 0, SM clock {:.0f} MHz\n", ns / 1e3, cycles / ns * 1e3);
+            ghz = cycles / ns;
+        }
+        if (std::any_of(fine.begin(), fine.end(), [](unsigned long long v) { return v != 0; }))
+            report_ += fmt::format("{:<12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}  (thread 0's SM cycles as us, mean "
+                                   "over CTAs; QTTS_FINE_TRACE builds)\n",
+                                   "segments", "wait", "prep", "ring", "mma", "reduce", "store", "end");
+        for (size_t k = 0; k < names.size() && report_.find("segments") != std::string::npos; ++k) {
+            const Acc& a = acc[k];
+            if (a.n == 0) continue;
+            report_ += fmt::format("{:<12}", names[k]);
+            for (int s = 0; s < kFineSegs; ++s) report_ += fmt::format(" {:>7.2f}", a.seg[s] / a.n / n_cta_ / ghz / 1e3);
+            report_ += "\n";
         }
         if (at(0, kCap - 41, 1) > 0)
             report_ += fmt::format("ring (CTA 0, warp 0): {:.1f} us waiting for weight chunks, {:.1f} us in MMAs\n",
@@ -299,7 +334,7 @@ public:
 
 private:
     static constexpr int kCap = 1024;
-    DeviceBuffer<unsigned long long> buf_;
+    DeviceBuffer<unsigned long long> buf_, ring_, fine_;
     int n_cta_ = 0;
     std::string report_;
 };

@@ -101,6 +101,7 @@ struct Grid {
     PollCtl* ctl = nullptr;  // shared
     int* flag = nullptr;     // shared: a CTA-wide flag (the attention combine)
     int nb = 0;              // phases of this launch so far (trace slot)
+    const unsigned long long* ring_prof = nullptr;  // trace: thread 0's ring wait so far (RingReader::prof)
     bool barriers = false;
 
     __device__ VecIn in(const Tagged* t) const {
@@ -115,14 +116,22 @@ struct Grid {
     // Ends the current phase. False when this CTA gave up (watchdog): then every thread must return.
     __device__ bool next() {
         if (barriers) return barrier();
+        fine_mark(ctl, kFineStore);
         // The next phase rewrites the shared buffers this one read. Every thread gets the same verdict, even
         // when a poll in the next phase sets the flag while others are still here.
         const bool ok = !work_sync_or(ctl->fail);
+        fine_mark(ctl, kFineEnd);
         ++epoch;
         if (sync.trace && threadIdx.x == 0 && nb + 1 < sync.trace_cap) {
             unsigned long long* t = sync.trace + (size_t(cta) * sync.trace_cap + nb + 1) * 2;
             t[0] = t[1] = global_ns();  // the next wait (if any) overwrites the departure
             ctl->stamp = t + 1;
+#ifdef QTTS_FINE_TRACE
+            if (ring_prof) sync.trace_ring[size_t(cta) * sync.trace_cap + nb + 1] = ring_prof[0];
+            unsigned long long* f = sync.trace_fine + (size_t(cta) * sync.trace_cap + nb + 1) * kFineSegs;
+            for (int s = 0; s < kFineSegs; ++s) f[s] = ctl->fine_acc[s], ctl->fine_acc[s] = 0;
+            ctl->fine_last = clock64();
+#endif
         }
         ++nb;
         return ok;
@@ -163,7 +172,7 @@ struct Grid {
         return !work_sync_or(ctl->fail);
     }
     // Called once at the end by every CTA: CTA 0 records the epoch for the next launch.
-    __device__ void finish(const unsigned long long* ring_prof = nullptr) const {
+    __device__ void finish() const {
         if (cta == 0 && threadIdx.x == 0) {
             *sync.epoch = epoch;
             if (sync.trace && ring_prof) {  // ring wait and MMA time of CTA 0's warp 0 over the launch
@@ -628,6 +637,11 @@ __device__ Grid make_grid(const GridSync& sync, const MegaLaunch& cfg, PollCtl* 
         ctl->backoff_ns = sync.backoff_ns;
         ctl->fail = 0;
         ctl->stamp = nullptr;
+#ifdef QTTS_FINE_TRACE
+        ctl->fine_on = sync.trace != nullptr;
+        for (int s = 0; s < kFineSegs; ++s) ctl->fine_acc[s] = 0;
+        ctl->fine_last = clock64();
+#endif
     }
     if (sync.trace && threadIdx.x == 0) {
         sync.trace[size_t(g.cta) * sync.trace_cap * 2 + 1] = global_ns();
@@ -654,7 +668,11 @@ __device__ Work start_work(char* smem_raw, const SmemPlan& plan, int rows_max, c
     wk.cta = blockIdx.x;
     wk.n_cta = gridDim.x;
     if (threadIdx.x == 0) ring_init(wk.sm.ring_state);
+#ifdef QTTS_FINE_TRACE
+    if (prof) {  // every CTA: the per-phase ring wait of the fine trace
+#else
     if (prof && blockIdx.x == 0) {
+#endif
         wk.rr.prof = prof;
         if (threadIdx.x == 0) prof[0] = prof[1] = 0;
     }
@@ -679,10 +697,14 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
         return;
     }
     Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag);
+#ifdef QTTS_FINE_TRACE
+    g.ring_prof = wk.rr.prof;
+    wk.rr.ctl = &poll_ctl;
+#endif
     if (poll_ctl.fail) return;
     if (!run_layers(g, st, VecIn{.f = a.x0}, a.pos, a.n_chunks, cfg.max_chunks, a.s, wk)) return;
     phase_head(g, st, a.head, a.vocab, a.logits_out, nullptr, a.hidden_out, a.s.h, wk);
-    g.finish(ring_prof);
+    g.finish();
 }
 
 // ---- on-device sampling (every CTA computes the same token; same rules as core/sampler.cpp) ----
@@ -961,6 +983,10 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     }
     const Smem& sm = wk.sm;
     Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag);
+#ifdef QTTS_FINE_TRACE
+    g.ring_prof = wk.rr.prof;
+    wk.rr.ctl = &poll_ctl;
+#endif
     if (poll_ctl.fail) return;
     if (fl.talker_logits) {
         // Codebook 0, as core/engine.cpp does on the host: repetition penalty over the utterance's ids, control ids
@@ -1069,7 +1095,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
             fl.next_out[d] = x + fl.text_row[d];
         }
     }
-    g.finish(ring_prof);
+    g.finish();
 }
 
 template <class Kernel>

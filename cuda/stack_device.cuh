@@ -111,7 +111,24 @@ struct PollCtl {
     unsigned backoff_ns;               // sleep between retries (0: spin)
     volatile int fail;                 // this CTA gave up: leave at the next phase boundary
     unsigned long long* stamp;         // when set, thread 0 writes the time its wait completed and clears it
+    // Trace: thread 0's SM cycles per segment of the current phase (kFineSegs; flushed at the phase end).
+    int fine_on;
+    unsigned long long fine_last, fine_acc[kFineSegs];
 };
+
+// Trace (built with QTTS_FINE_TRACE): thread 0 adds the cycles since its last mark to segment `seg` of the
+// current phase.
+__device__ __forceinline__ void fine_mark(PollCtl* c, int seg) {
+#ifdef QTTS_FINE_TRACE
+    if (c && threadIdx.x == 0 && c->fine_on) {
+        const unsigned long long t = clock64();
+        c->fine_acc[seg] += t - c->fine_last;
+        c->fine_last = t;
+    }
+#else
+    (void)c, (void)seg;
+#endif
+}
 
 // Watchdog of a poll loop: true when this CTA must give up (its own timeout, or another CTA's).
 static __device__ __noinline__ bool poll_expired(PollCtl* c, unsigned long long t0) {
@@ -154,6 +171,7 @@ __device__ __forceinline__ void wait_gather(const Tagged* const (&p)[N], unsigne
 
 // Thread 0 records when this CTA's wait for a phase's inputs completed (after the block sync that ends it).
 __device__ __forceinline__ void poll_done(PollCtl* c) {
+    fine_mark(c, kFineWait);
     if (c && threadIdx.x == 0 && c->stamp) {
         *c->stamp = global_ns();
         c->stamp = nullptr;

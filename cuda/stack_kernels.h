@@ -68,6 +68,10 @@ struct MegaScratch {
 };
 
 // Phase-ordering state owned by one backend instance; never reset between launches (monotonic epochs).
+// Segments of a phase in the fine trace (thread 0's view): waiting for the inputs, preparing the activation
+// vector, waiting for weight chunks, MMAs, the cross-warp sums, storing the outputs, the phase end.
+enum FineSeg { kFineWait, kFinePrep, kFineRing, kFineMma, kFineReduce, kFineStore, kFineEnd, kFineSegs };
+
 struct GridSync {
     unsigned* counter = nullptr;  // grid-barrier arrivals so far (mod 2^32; MegaLaunch::barriers only)
     unsigned* epoch = nullptr;    // phases completed by all previous launches (the next phase's tag is epoch + 1)
@@ -77,9 +81,15 @@ struct GridSync {
     // slot b >= 1 the end of the b-th phase of the launch and the moment the CTA had the inputs of the next.
     unsigned long long* trace = nullptr;
     int trace_cap = 0;
+    // With the trace: [n_cta][trace_cap] ns the CTA's warp 0 had waited for weight chunks by the end of phase b.
+    unsigned long long* trace_ring = nullptr;
+    // With the trace: [n_cta][trace_cap][kFineSegs] SM cycles of thread 0 in each segment of phase b.
+    unsigned long long* trace_fine = nullptr;
     unsigned backoff_ns = 0;  // __nanosleep between polls of tagged values or the barrier counter (0: spin)
     int stall_cta = -1;       // tests only: this CTA never publishes anything, so the watchdog must fire
 };
+
+constexpr int kMaxRingChunkRows = 48;  // the weight ring's chunks: mma_chunk multiplies up to 3 tiles of 16 rows
 
 struct MegaLaunch {
     int n_cta = 0;           // co-resident CTAs (cooperative launch)

@@ -18,7 +18,7 @@ namespace qtts::cuda::dev {
 
 constexpr int kRingSlots = 8;                    // chunks in flight at most
 constexpr int kPaceSlots = 2;                    // paced copy batches in flight
-constexpr int kMaxChunkRows = 48;                // mma_chunk handles up to 3 tiles of 16 rows
+constexpr int kMaxChunkRows = kMaxRingChunkRows;
 // Chunk size caps of the two kernels (MegaLaunch::chunk_rows; H100, pacing 16 KB x 2, same codes in all): the
 // talker step is fastest with whole-phase chunks (0.678 ms at 48 rows, 0.69 at 32 / 24, 0.70-0.73 at 16), the
 // predictor frame with 16-row chunks (2.12 ms against 2.15 at 24-48): its consumers start on a gate/up phase's
@@ -212,7 +212,8 @@ struct RingReader {
     int ring_bytes = 0, chunk_rows = kMaxChunkRows;
     const int* error = nullptr;
     int item = 0, head = 0;
-    unsigned long long* prof = nullptr;  // profiling (CTA 0): [0] ns waiting for chunks, [1] ns in the MMAs
+    unsigned long long* prof = nullptr;  // trace: thread 0's [0] ns waiting for chunks, [1] ns in the MMAs
+    PollCtl* ctl = nullptr;              // trace: the fine segments (fine_mark)
 
     // res[c][i] = row(i) · x_c for this CTA's rows of the current phase (src.n rows of src.K), x_c split in
     // xsp (column c at xsp + 3cK). part[c]: [src.n · kWarps] scratch. Ends with a block sync.
@@ -220,6 +221,7 @@ struct RingReader {
     __device__ void matvec(const RowSrc& src, const uint16_t* xsp, float* const (&part)[C],
                            float* const (&res)[C]) {
         const int RS = ring_row_stride(src.K), per = ring_chunk_rows(src.n, src.K, ring_bytes, chunk_rows);
+        fine_mark(ctl, kFinePrep);
         for (int r0 = 0; r0 < src.n; r0 += per, ++item) {
             const int rows = min(per, src.n - r0), slot = item % kRingSlots;
             const int at = ring_place(head, rows * RS, ring_bytes);
@@ -227,8 +229,10 @@ struct RingReader {
             const bool timed = prof && threadIdx.x == 0;
             const unsigned long long t0 = timed ? global_ns() : 0;
             if (!mbar_wait(smem_u32(rs->full + slot), uint32_t(item / kRingSlots) & 1u, error)) continue;
+            fine_mark(ctl, kFineRing);
             const unsigned long long t1 = timed ? global_ns() : 0;
             mma_chunk<C>(ring + at, rows, src.K, xsp, part, r0);
+            fine_mark(ctl, kFineMma);
             if (timed) {
                 prof[0] += t1 - t0;
                 prof[1] += global_ns() - t1;
@@ -246,6 +250,7 @@ struct RingReader {
                 res[c][i] = v;
             }
         work_sync();
+        fine_mark(ctl, kFineReduce);
     }
     __device__ void matvec1(const RowSrc& src, const uint16_t* xsp, float* part, float* res) {
         float* const pt[1] = {part};

@@ -14,7 +14,8 @@
 #        NCU_PREFILL=1 (GPU time per kernel kind of one talker prefill of NCU_PREFILL_N=20 positions),
 #        NCU_SOURCE=1 (warp-stall samples of one talker step and one predictor frame per SASS instruction, joined
 #        with the source lines: $OUT/hotspots_{talker,predictor}.txt, $OUT/ncu_sass_*.csv.gz, by scripts/ncu_hotspots.py;
-#        NCU_SOURCE_KERNELS picks the kernels, e.g. gemm_bf16 for the prefill GEMM)
+#        NCU_SOURCE_KERNELS picks the kernels, e.g. gemm_bf16 for the prefill GEMM),
+#        CMAKE_EXTRA (more configure arguments, e.g. -DQTTS_FINE_TRACE=ON for the per-segment phase trace)
 # From the dev machine: run(command="bash scripts/device_build_and_test.sh", carry=[".debs"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +49,7 @@ configure_build() {  # $1: build dir
     -DQTTS_CUDA_ARCHITECTURES="${ARCHS:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DQTTS_GIT_REVISION="${QTTS_REV:-unknown}" \
     -DCMAKE_PREFIX_PATH="$deps/usr" -Dfmt_DIR="$lib/cmake/fmt" \
     -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json" -DCLI11_DIR="$deps/usr/share/cmake/CLI11" \
-    -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include" >"$out/configure.log" 2>&1 \
+    -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include" ${CMAKE_EXTRA:-} >"$out/configure.log" 2>&1 \
     || { tail -40 "$out/configure.log"; log "configure FAILED"; exit 1; }
   # shellcheck disable=SC2086  # TARGETS is a list
   cmake --build "$1" -j "${JOBS:-$(nproc)}" --target ${TARGETS:-qtts_cuda_tests bench_cuda_backend} >"$out/build.log" 2>&1 \
