@@ -41,7 +41,7 @@ QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int voca
         return at;
     };
     const int vs = vocab_sample, sorted_n = vs > 0 ? (vs > 1024 ? vs : 1024) : 0;
-    const int xs_bytes = cols * 3 * max_k * 2;
+    const int xs_bytes = cols * 3 * split_stride(max_k) * 2;
     const int sample_bytes = align16(vs * 4) * 3 + align16(vs * 8) + align16(sorted_n * 4);
     p.xs = take(xs_bytes > sample_bytes ? xs_bytes : sample_bytes);
     p.lg = p.xs;
@@ -193,7 +193,7 @@ struct Grid {
     } while (0)
 
 struct Smem {
-    uint16_t* xs;        // split activation columns: column c at xs + 3 c K
+    uint16_t* xs;        // split activation columns: column c at split_column(xs, K, c)
     float *part, *res;   // matvec partials and results: column c at part + c · rows_max · kWarps, res + c · rows_max
     float *part2, *res2; // column 1 (the predictor's 2-position first pass)
     float* red;
@@ -482,7 +482,7 @@ __device__ void phase_qkv2(const Grid& g, const StackDev& st, const LayerDev& L,
     const int E = st.n_embd, R = st.q_dim() + 2 * st.kv_dim();
     const Rows p = wk.layer(st, L, kQkv);
     norm_to_split(in0, L.input_norm, E, st.eps, wk.sm.xs, wk.sm.red);
-    norm_to_split(in1, L.input_norm, E, st.eps, wk.sm.xs + 3 * E, wk.sm.red);
+    norm_to_split(in1, L.input_norm, E, st.eps, split_column(wk.sm.xs, E, 1), wk.sm.red);
     wk.matvec2(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
         st_tagged(sc.qkv + p.r0 + i, wk.sm.res[i], g.out_tag());
@@ -557,7 +557,7 @@ __device__ void phase_oproj2(const Grid& g, const StackDev& st, const LayerDev& 
     const bool mine = int(threadIdx.x) < p.src.n;
     const float r0v = mine ? res0(p.r0 + threadIdx.x) : 0.0f, r1v = mine ? res1(p.r0 + threadIdx.x) : 0.0f;
     load_to_split(g.in(sc.attn), Q, wk.sm.xs);
-    load_to_split(g.in(sc.attn + Q), Q, wk.sm.xs + 3 * Q);
+    load_to_split(g.in(sc.attn + Q), Q, split_column(wk.sm.xs, Q, 1));
     wk.matvec2(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
         const bool own = i == int(threadIdx.x);
@@ -571,7 +571,7 @@ __device__ void phase_gateup2(const Grid& g, const StackDev& st, const LayerDev&
     const int E = st.n_embd, F = st.n_ff;
     const Rows p = wk.layer(st, L, kGateUp);
     norm_to_split(g.in(sc.h), L.post_norm, E, st.eps, wk.sm.xs, wk.sm.red);
-    norm_to_split(g.in(sc.h + E), L.post_norm, E, st.eps, wk.sm.xs + 3 * E, wk.sm.red);
+    norm_to_split(g.in(sc.h + E), L.post_norm, E, st.eps, split_column(wk.sm.xs, E, 1), wk.sm.red);
     wk.matvec2(p);
     const int n = p.src.n_a;
     for (int i = threadIdx.x; i < n; i += kMegaThreads) {
@@ -591,7 +591,7 @@ __device__ void phase_down2(const Grid& g, const StackDev& st, const LayerDev& L
     const float r0v = mine ? own0(p.r0 + threadIdx.x) : 0.0f;
     const float r1v = mine ? own1(p.r0 + threadIdx.x) : 0.0f;
     load_to_split(g.in(sc.act), F, wk.sm.xs);
-    load_to_split(g.in(sc.act + F), F, wk.sm.xs + 3 * F);
+    load_to_split(g.in(sc.act + F), F, split_column(wk.sm.xs, F, 1));
     wk.matvec2(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
         const bool own = i == int(threadIdx.x);
@@ -936,7 +936,7 @@ __device__ void phase_project2(const Grid& g, const PredictorFrameArgs& a, VecIn
     const int E = a.stack.n_embd;
     const Rows p = wk.matrix(a.mtp_w, E, a.in_dim);
     load_to_split(x0, a.in_dim, wk.sm.xs);
-    load_to_split(x1, a.in_dim, wk.sm.xs + 3 * a.in_dim);
+    load_to_split(x1, a.in_dim, split_column(wk.sm.xs, a.in_dim, 1));
     wk.matvec2(p);
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) {
         st_tagged(a.s.xproj + p.r0 + i, wk.sm.res[i] + a.mtp_b[p.r0 + i], g.out_tag());

@@ -210,8 +210,11 @@ __device__ __forceinline__ void wait_values(const VecIn& in, int i0, int step, i
 // ---- activation vectors for the tensor-core matvec ----
 // An fp32 activation x is stored as three bf16 parts, x = x1 + x2 + x3 (exact to ~2^-27 relative), so bf16
 // tensor-core products with fp32 accumulation give the fp32 dot product, more exactly than a sequential fp32
-// FMA chain (worst 3-5e-8 of sum|w x| against fp64, see cuda/NOTES.md). Layout: xsp[part * K + k] (bf16
-// bits); column c of a multi-column matvec starts at xsp + 3 c K.
+// FMA chain (worst 3-5e-8 of sum|w x| against fp64, see cuda/NOTES.md). Layout: xsp[part * S + k] (bf16
+// bits) with S = split_stride(K); column c of a multi-column matvec starts at split_column(xsp, K, c). The 8
+// elements of padding per part put the parts' rows in different banks for the matvec's ldmatrix.
+QTTS_HD inline int split_stride(int K) { return K + 8; }
+QTTS_HD inline uint16_t* split_column(uint16_t* xsp, int K, int c) { return xsp + 3 * c * split_stride(K); }
 // One cvt.rn.bf16.f32 (round to nearest even, as the host's bf16 rounding; subnormals kept). The integer
 // rounding it replaced was ~20 % of the instructions of every activation load (ncu, H100).
 __device__ __forceinline__ uint16_t bf16_bits_rn(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
@@ -225,9 +228,10 @@ __device__ __forceinline__ void split3(float v, uint16_t (&h)[3]) {
 __device__ __forceinline__ void store_split(uint16_t* xsp, int K, int k, float v) {
     uint16_t h[3];
     split3(v, h);
+    const int S = split_stride(K);
     xsp[k] = h[0];
-    xsp[K + k] = h[1];
-    xsp[2 * K + k] = h[2];
+    xsp[S + k] = h[1];
+    xsp[2 * S + k] = h[2];
 }
 
 // xsp = split(w ⊙ x / sqrt(mean(x²) + eps)); optionally also the natural-order fp32 result into `out`.
@@ -295,8 +299,8 @@ __device__ __forceinline__ void cta_rows(int R, int cta, int n_cta, int& r0, int
 }
 
 // ---- tensor-core matvec over weight rows in shared memory ----
-// Rows sit at a stride of 2K + 64 bytes, so the 16-byte fragment loads of 8 rows × 4 lanes are conflict-free.
-QTTS_HD inline int ring_row_stride(int K) { return 2 * K + 64; }
+// Rows sit at a stride of 2K + 16 bytes, so the 8 rows of an ldmatrix (16 bytes each) hit different banks.
+QTTS_HD inline int ring_row_stride(int K) { return 2 * K + 16; }
 
 __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                                uint32_t b0, uint32_t b1) {
@@ -312,45 +316,53 @@ __device__ __forceinline__ uint4 ld_shared_v4(uint32_t addr) {
     return r;
 }
 
+// Four 8x8 bf16 matrices from shared memory; lane l gives the address of row l % 8 of matrix l / 8. volatile: never
+// moved above the mbarrier wait that makes the ring bytes valid.
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t (&r)[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
 // part[c][(row0 + r) * kWarps + warp] = warp's share of row r · x_c, for the `rows` rows at `base` (row stride
-// ring_row_stride(K)). K is split over the warps in 32-wide blocks; the A operand is 16 weight rows, the B
-// operand holds the 3 C split parts (columns 3c .. 3c+2). NT 16-row tiles (rows <= 48); kHalf: the last tile
-// has <= 8 rows (its upper 8 are not loaded). Row indices past `rows` are clamped (their results are discarded), so the
-// loads stay inside the chunk and need no branch (a guarded load serializes behind the previous MMA).
-template <int NT, bool kHalf, int C>
+// ring_row_stride(K)). K is split over the warps in 32-wide blocks. Per block, one ldmatrix gives the B operand
+// (the 3 C split parts of x as columns 0 .. 3C-1, for both 16-wide k halves) and two per 16-row tile give the A
+// operand, already in the MMA's fragment layout (no register shuffling). NT 16-row tiles (rows <= 48). Row indices
+// past `rows` are clamped and B columns past 3C read part 0 again: their
+// results land in rows / columns that are discarded, so every load stays inside the chunk and needs no branch (a
+// guarded load serializes behind the previous MMA).
+template <int NT, int C>
 __device__ __forceinline__ void mma_rows(const char* base, int rows, int K, const uint16_t* xsp, float* const (&part)[C],
                                          int row0) {
     static_assert(3 * C <= 8, "the B operand has 8 columns");
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int nb = K >> 5, b0 = nb * warp / kWarps, b1 = nb * (warp + 1) / kWarps, RS = ring_row_stride(K);
-    const uint32_t base_s = uint32_t(__cvta_generic_to_shared(base)) + 16 * t + 64 * b0;
-    uint32_t lo_a[NT], hi_a[NT];  // 32-bit shared addresses keep the register count down
+    // A: lane l addresses row l % 16 of a tile at k + 8 (l / 16): matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15).
+    const uint32_t a_base = uint32_t(__cvta_generic_to_shared(base)) + 16 * (lane >> 4) + 64 * b0;
+    uint32_t a_addr[NT];
 #pragma unroll
-    for (int i = 0; i < NT; ++i) {
-        lo_a[i] = base_s + min(16 * i + g, rows - 1) * RS;
-        hi_a[i] = base_s + min(16 * i + 8 + g, rows - 1) * RS;
-    }
-    const bool xlane = g < 3 * C;
-    uint32_t x_a = uint32_t(__cvta_generic_to_shared(xsp + (xlane ? g : 0) * K + 8 * t + 32 * b0));
+    for (int i = 0; i < NT; ++i) a_addr[i] = a_base + min(16 * i + (lane & 15), rows - 1) * RS;
+    // B: lane l addresses split part n = l % 8 at k + 8 (l / 8): one matrix per 8 k of the 32-wide block.
+    const int n = lane & 7;
+    uint32_t b_addr = uint32_t(__cvta_generic_to_shared(xsp + (n < 3 * C ? n : 0) * split_stride(K))) +
+                      16 * (lane >> 3) + 64 * b0;
     float d[NT][4];
 #pragma unroll
     for (int i = 0; i < NT; ++i) d[i][0] = d[i][1] = d[i][2] = d[i][3] = 0.0f;
-    for (int b = b0; b < b1; ++b, x_a += 64) {
-        uint4 xb = ld_shared_v4(x_a);
-        if (!xlane) xb = make_uint4(0, 0, 0, 0);
+    for (int b = b0; b < b1; ++b, b_addr += 64) {
+        uint32_t x[4];
+        ldsm_x4(b_addr, x);
         const uint32_t off = 64 * (b - b0);
-        uint4 lo[NT], hi[NT];
+        uint32_t lo[NT][4], hi[NT][4];
 #pragma unroll
         for (int i = 0; i < NT; ++i) {
-            lo[i] = ld_shared_v4(lo_a[i] + off);
-            hi[i] = (kHalf && i == NT - 1) ? make_uint4(0, 0, 0, 0) : ld_shared_v4(hi_a[i] + off);
+            ldsm_x4(a_addr[i] + off, lo[i]);       // k 0-15 of the block
+            ldsm_x4(a_addr[i] + off + 32, hi[i]);  // k 16-31
         }
-        // Lane (g, t) holds k = 32b + 8t .. +7 of rows g and g + 8: the first MMA takes k + 0..3, the second
-        // k + 4..7 (the same k order in A and B, so the product is the plain dot product).
 #pragma unroll
         for (int i = 0; i < NT; ++i) {
-            mma_bf16_16816(d[i], lo[i].x, hi[i].x, lo[i].y, hi[i].y, xb.x, xb.y);
-            mma_bf16_16816(d[i], lo[i].z, hi[i].z, lo[i].w, hi[i].w, xb.z, xb.w);
+            mma_bf16_16816(d[i], lo[i][0], lo[i][1], lo[i][2], lo[i][3], x[0], x[1]);
+            mma_bf16_16816(d[i], hi[i][0], hi[i][1], hi[i][2], hi[i][3], x[2], x[3]);
         }
     }
     // d[i] = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]; column c of x sums D columns 3c, 3c+1, 3c+2.
@@ -370,21 +382,16 @@ __device__ __forceinline__ void mma_rows(const char* base, int rows, int K, cons
     }
 }
 
-// Not inlined: its six mma_rows variants, inlined at every matvec call site, made the predictor kernel ~900 KB of
-// SASS, and its warps stalled on instruction fetch. One copy per C halves the code: predictor frame 2.50 ->
-// 2.25 ms, talker step 0.726 -> 0.731 ms (H100, same bits).
+// Not inlined: the mma_rows variants, inlined at every matvec call site, made the predictor kernel ~900 KB of SASS, and
+// its warps stalled on instruction fetch. One copy per C halves the code: predictor frame 2.50 -> 2.25 ms, talker
+// step 0.726 -> 0.731 ms (H100, same bits).
 template <int C>
 __device__ __noinline__ void mma_chunk(const char* base, int rows, int K, const uint16_t* xsp, float* const (&part)[C],
                                        int row0) {
-    const int nt = (rows + 15) >> 4;
-    const bool half = rows - 16 * (nt - 1) <= 8;
-    switch (2 * nt + half) {
-        case 2: mma_rows<1, false, C>(base, rows, K, xsp, part, row0); break;
-        case 3: mma_rows<1, true, C>(base, rows, K, xsp, part, row0); break;
-        case 4: mma_rows<2, false, C>(base, rows, K, xsp, part, row0); break;
-        case 5: mma_rows<2, true, C>(base, rows, K, xsp, part, row0); break;
-        case 6: mma_rows<3, false, C>(base, rows, K, xsp, part, row0); break;
-        default: mma_rows<3, true, C>(base, rows, K, xsp, part, row0); break;
+    switch ((rows + 15) >> 4) {
+        case 1: mma_rows<1, C>(base, rows, K, xsp, part, row0); break;
+        case 2: mma_rows<2, C>(base, rows, K, xsp, part, row0); break;
+        default: mma_rows<3, C>(base, rows, K, xsp, part, row0); break;
     }
 }
 

@@ -19,14 +19,15 @@ namespace qtts::cuda::dev {
 constexpr int kRingSlots = 8;                    // chunks in flight at most
 constexpr int kPaceSlots = 2;                    // paced copy batches in flight
 constexpr int kMaxChunkRows = kMaxRingChunkRows;
-// Chunk size caps of the two kernels (MegaLaunch::chunk_rows; H100, pacing 16 KB x 2, same codes in all): the
-// talker step is fastest with whole-phase chunks (0.678 ms at 48 rows, 0.69 at 32 / 24, 0.70-0.73 at 16), the
-// predictor frame with 16-row chunks (2.12 ms against 2.15 at 24-48): its consumers start on a gate/up phase's
-// first rows while the rest lands.
-constexpr int kTalkerChunkRows = 48, kPredictorChunkRows = 16;
+// Chunk size caps of the two kernels (MegaLaunch::chunk_rows; H100, same codes in all). With the ldmatrix matvec
+// both kernels are fastest with whole-phase chunks: talker 0.636-0.642 ms at 48 rows, 0.66-0.67 at 16-32;
+// predictor 2.11-2.13 ms at 48, 2.12-2.14 at 32, 2.14-2.16 at 16, 2.17-2.22 at 24 (three alternating rounds).
+// (With the earlier LDS.128 matvec the predictor preferred 16-row chunks: 2.12 against 2.15 ms.)
+constexpr int kTalkerChunkRows = 48, kPredictorChunkRows = 48;
 // Paced copy batches (MegaLaunch::pace_bytes, two in flight), measured with those chunk caps (H100): talker 16 KB
 // (0.677 ms against 0.73 at 8 KB and 0.69-0.70 at 24-32), predictor 8 KB (2.08-2.12 ms; 12 KB 2.11-2.14, 16 KB
-// 2.11-2.12, 6 KB 2.26, 4 KB 2.41).
+// 2.11-2.12, 6 KB 2.26, 4 KB 2.41); with the ldmatrix matvec and 48-row chunks 8 KB still (2.11-2.13 against
+// 2.13-2.14 at 16 KB).
 constexpr int kTalkerPaceBytes = 16 << 10, kPredictorPaceBytes = 8 << 10;
 static_assert(kTalkerChunkRows <= kMaxChunkRows && kPredictorChunkRows <= kMaxChunkRows, "mma_chunk takes <= 48 rows");
 
@@ -216,7 +217,7 @@ struct RingReader {
     PollCtl* ctl = nullptr;              // trace: the fine segments (fine_mark)
 
     // res[c][i] = row(i) · x_c for this CTA's rows of the current phase (src.n rows of src.K), x_c split in
-    // xsp (column c at xsp + 3cK). part[c]: [src.n · kWarps] scratch. Ends with a block sync.
+    // xsp (column c at split_column(xsp, K, c)). part[c]: [src.n · kWarps] scratch. Ends with a block sync.
     template <int C>
     __device__ void matvec(const RowSrc& src, const uint16_t* xsp, float* const (&part)[C],
                            float* const (&res)[C]) {
