@@ -337,6 +337,8 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         if (warp == 0) norm_rope_apply(sm.att_q, nr, hd, st.eps);
         if (warp == 1 && has_new) norm_rope_apply(sm.att_k, nr, hd, st.eps);
         work_sync();
+        fine_mark(g.ctl, kFinePrep);  // fine trace of this phase: prep = q/k norm + RoPE, mma = the scores and
+                                      // values, reduce = the chunk counter, store = the combine
         if (writes_kv) {
             for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
                 __stcg(kc + size_t(pos) * kv_dim + kvh * hd + d, sm.att_k[d]);
@@ -347,6 +349,7 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         float* slot = n_chunks == 1 ? nullptr : sc.part + size_t(h * max_chunks + c) * (2 + hd);
         attend_block(sm.att_q, hd, scale, kc + kvh * hd, vc + kvh * hd, kv_dim, j0, j1, pos, sm.att_k, sm.att_v,
                      sm.att_w, r, pre, slot);
+        fine_mark(g.ctl, kFineMma);
         if (n_chunks == 1) {
             kv_release(writes_kv);
             for (int d = threadIdx.x; d < hd; d += kMegaThreads) st_tagged(sc.attn + h * hd + d, r[2 + d] / r[1], g.out_tag());
@@ -365,6 +368,7 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
             }
         }
         work_sync();
+        fine_mark(g.ctl, kFineReduce);
         if (*g.flag) {
             const float* ph = sc.part + size_t(h) * max_chunks * (2 + hd);
             for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
@@ -775,8 +779,9 @@ __device__ int block_argmax(const float* v, int n, float* red, int* ired) {
 }
 
 // The k-th largest value (with multiplicity) of v[0, n): radix select over order-preserving keys, 8 bits a
-// pass, with warp-aggregated shared-memory histograms. hist: shared [4][256] ints; sel: shared [2] ints.
-__device__ float block_kth_largest(const float* v, int n, int k, int* hist, int* sel) {
+// pass, with warp-aggregated shared-memory histograms. The first pass also divides v by `divisor` in place (the
+// sampler's temperature: one sweep and one block sync fewer). hist: shared [4][256] ints; sel: shared [2] ints.
+__device__ float block_kth_largest(float* v, int n, int k, float divisor, int* hist, int* sel) {
     for (int i = threadIdx.x; i < 4 * 256; i += kMegaThreads) hist[i] = 0;
     if (threadIdx.x == 0) sel[0] = 0, sel[1] = k;
     work_sync();
@@ -787,7 +792,12 @@ __device__ float block_kth_largest(const float* v, int n, int k, int* hist, int*
         int* h = hist + pass * 256;
         for (int base = 0; base < n; base += kMegaThreads) {
             const int i = base + threadIdx.x;
-            const unsigned key = i < n ? order_key(v[i]) : 0u;
+            float x = 0.0f;
+            if (i < n) {
+                x = v[i];
+                if (pass == 0) v[i] = x = x / divisor;  // every element once, by the thread that reads it later
+            }
+            const unsigned key = i < n ? order_key(x) : 0u;
             const bool match = i < n && (pass == 0 || (key >> (shift + 8)) == (prefix >> (shift + 8)));
             const unsigned active = __ballot_sync(kFull, match);
             if (match) {
@@ -837,11 +847,14 @@ __device__ __forceinline__ void stamp(unsigned long long* sub, int k) {
 __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
     float* lg = sm.lg;
     if (!s.do_sample) return block_argmax(lg, n, sm.red, sm.ired);
-    for (int i = threadIdx.x; i < n; i += kMegaThreads) lg[i] = lg[i] / s.temperature;
-    work_sync();
-    if (s.top_k > 0 && s.top_k < n) {
+    const bool top_k = s.top_k > 0 && s.top_k < n;
+    if (!top_k) {  // (with top-k, the first pass of the select divides)
+        for (int i = threadIdx.x; i < n; i += kMegaThreads) lg[i] = lg[i] / s.temperature;
+        work_sync();
+    }
+    if (top_k) {
         stamp(sub, 2);
-        const float kth = block_kth_largest(lg, n, s.top_k, sm.sorted, sm.ired + 2 * kWarps + 8);
+        const float kth = block_kth_largest(lg, n, s.top_k, s.temperature, sm.sorted, sm.ired + 2 * kWarps + 8);
         stamp(sub, 3);
         for (int i = threadIdx.x; i < n; i += kMegaThreads)
             if (lg[i] < kth) lg[i] = -INFINITY;
@@ -888,9 +901,13 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
     for (int i = threadIdx.x; i < n; i += kMegaThreads) mloc = fmaxf(mloc, lg[i]);
     const float mx = block_max(mloc, sm.red);
     if (mx == -INFINITY) return 0;
-    // Only the values top-k / top-p left finite need the (slow) fp64 exp; the others have probability 0.
+    // Only the values top-k / top-p left finite need the (slow) fp64 exp; the others have probability 0. The count
+    // needs no exp above -700 (exp(-700) ~ 1e-304 > 0), the same predicate.
     int cnt = 0;
-    for (int i = i0; i < i1; ++i) cnt += lg[i] != -INFINITY && exp(double(lg[i] - mx)) > 0.0;
+    for (int i = i0; i < i1; ++i) {
+        const float dl = lg[i] - mx;
+        cnt += lg[i] != -INFINITY && (dl > -700.0f || exp(double(dl)) > 0.0);
+    }
     int m = 0;
     int off = block_exclusive_scan(cnt, sm.ired, &m);
     for (int i = i0; i < i1; ++i) {
@@ -900,20 +917,25 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
     }
     work_sync();
     stamp(sub, 5);
-    if (threadIdx.x == 0) {
-        double total = 0.0;
-        for (int r = 0; r < m; ++r) total += sm.cp[r];
-        const double target = u * total;
-        double cum = 0.0;
+    if (threadIdx.x < 32) {
+        // Lane 0 turns the probabilities into their running sums (the host's order, so the same doubles); the total
+        // is the last. Then the warp finds the first running sum above u · total, 32 candidates per step.
+        if (threadIdx.x == 0) {
+            double cum = 0.0;
+            for (int r = 0; r < m; ++r) sm.cp[r] = cum += sm.cp[r];
+        }
+        __syncwarp();
+        const int lane = threadIdx.x;
+        const double target = m > 0 ? u * sm.cp[m - 1] : 0.0;
         int pick = m > 0 ? sm.cidx[m - 1] : 0;
-        for (int r = 0; r < m; ++r) {
-            cum += sm.cp[r];
-            if (target < cum) {
-                pick = sm.cidx[r];
+        for (int base = 0; base < m; base += 32) {
+            const unsigned hit = __ballot_sync(kFull, base + lane < m && target < sm.cp[base + lane]);
+            if (hit) {
+                pick = sm.cidx[base + __ffs(hit) - 1];
                 break;
             }
         }
-        total_s[2] = pick;
+        if (lane == 0) total_s[2] = pick;
     }
     work_sync();
     stamp(sub, 6);
