@@ -416,6 +416,7 @@ __device__ void phase_gateup(const Grid& g, const StackDev& st, const LayerDev& 
     const Rows p = wk.layer(st, L, kGateUp);
     norm_to_split(g.in(sc.h), L.post_norm, st.n_embd, st.eps, wk.sm.xs, wk.sm.red);
     wk.matvec(p);
+    work_sync();  // thread i reads the gate and up results of row i, written by different threads
     const int n = p.src.n_a;
     for (int i = threadIdx.x; i < n; i += kMegaThreads) {
         const float gt = wk.sm.res[i], up = wk.sm.res[n + i];
@@ -577,6 +578,7 @@ __device__ void phase_gateup2(const Grid& g, const StackDev& st, const LayerDev&
     norm_to_split(g.in(sc.h), L.post_norm, E, st.eps, wk.sm.xs, wk.sm.red);
     norm_to_split(g.in(sc.h + E), L.post_norm, E, st.eps, split_column(wk.sm.xs, E, 1), wk.sm.red);
     wk.matvec2(p);
+    work_sync();  // as in phase_gateup
     const int n = p.src.n_a;
     for (int i = threadIdx.x; i < n; i += kMegaThreads) {
         const float gt = wk.sm.res[i], up = wk.sm.res[n + i];

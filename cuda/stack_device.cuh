@@ -64,13 +64,15 @@ __device__ __forceinline__ bool work_sync_or(int p) {
 }
 
 // Sum over the block; every thread gets the same value (warp partials summed in warp order). red: [kWarps].
-__device__ __forceinline__ float block_sum(float v, float* red) {
+// sync_after = false leaves out the block sync that lets the next call rewrite `red`: for callers that sync
+// before any later write to it.
+__device__ __forceinline__ float block_sum(float v, float* red, bool sync_after = true) {
     v = warp_sum(v);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
     work_sync();
     float r = 0.0f;
     for (int w = 0; w < kWarps; ++w) r += red[w];
-    work_sync();
+    if (sync_after) work_sync();
     return r;
 }
 __device__ __forceinline__ float block_max(float v, float* red) {
@@ -248,7 +250,7 @@ __device__ __forceinline__ void norm_to_split(VecIn in, const float* w, int E, f
     float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < kMaxNormPerThread; ++k) ss = fmaf(v[k], v[k], ss);
-    ss = block_sum(ss, red);
+    ss = block_sum(ss, red, false);  // the sync after the split stores below comes before any later use of red
     poll_done(in.ctl);
     const float inv = 1.0f / sqrtf(ss / float(E) + eps);
 #pragma unroll

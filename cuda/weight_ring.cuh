@@ -217,7 +217,9 @@ struct RingReader {
     PollCtl* ctl = nullptr;              // trace: the fine segments (fine_mark)
 
     // res[c][i] = row(i) · x_c for this CTA's rows of the current phase (src.n rows of src.K), x_c split in
-    // xsp (column c at split_column(xsp, K, c)). part[c]: [src.n · kWarps] scratch. Ends with a block sync.
+    // xsp (column c at split_column(xsp, K, c)). part[c]: [src.n · kWarps] scratch. Thread i % kMegaThreads
+    // writes res[c][i] and may read it on return; reading other threads' rows needs a work_sync first (the phase
+    // end's sync orders everything before part / res are written again).
     template <int C>
     __device__ void matvec(const RowSrc& src, const uint16_t* xsp, float* const (&part)[C],
                            float* const (&res)[C]) {
@@ -250,7 +252,6 @@ struct RingReader {
                 for (int w = 0; w < kWarps; ++w) v += part[c][i * kWarps + w];
                 res[c][i] = v;
             }
-        work_sync();
         fine_mark(ctl, kFineReduce);
     }
     __device__ void matvec1(const RowSrc& src, const uint16_t* xsp, float* part, float* res) {
