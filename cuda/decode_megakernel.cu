@@ -295,9 +295,10 @@ __device__ void phase_qkv(const Grid& g, const StackDev& st, const LayerDev& L, 
 }
 
 // The K/V cache written in a launch is read by the same launch's later positions (the predictor), with no
-// barrier in between: the writer fences before it publishes its attention output (a release for everything
-// downstream; with several chunks, thread 0's fence before the combine counter does it), and the readers load
-// the cache through L2 (__ldcg), never from a stale L1 line.
+// barrier in between. The writer fences after it publishes its attention output, off the critical path: the
+// cache rows are read at the next position, and every CTA first reads this CTA's O-projection rows, written after
+// the fence, in the same layer's gate/up phase. (With several chunks, the talker: thread 0's fence before the
+// combine counter.) The readers load the cache through L2 (__ldcg), never from a stale L1 line.
 __device__ __forceinline__ void kv_release(bool wrote_kv) {
     if (wrote_kv) __threadfence();
 }
@@ -351,8 +352,8 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
                      sm.att_w, r, pre, slot);
         fine_mark(g.ctl, kFineMma);
         if (n_chunks == 1) {
-            kv_release(writes_kv);
             for (int d = threadIdx.x; d < hd; d += kMegaThreads) st_tagged(sc.attn + h * hd + d, r[2 + d] / r[1], g.out_tag());
+            kv_release(writes_kv);
             continue;
         }
         // The last chunk of head h to finish combines all of them (fixed chunk order: deterministic). The
@@ -537,7 +538,6 @@ __device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, c
                 __stcg(vc + size_t(KV) + kvh * hd + d, v1[d]);
             }
         }
-        kv_release(writes_kv);  // every thread that stored, before warp 0 publishes (block sync)
         work_sync();
         if (warp == 0) {
             float s0 = 0.0f, s1 = 0.0f;
@@ -551,6 +551,7 @@ __device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, c
                 st_tagged(sc.attn + Q + h * hd + d, fmaf(p1, v1[d], fmaf(p0, v0[d], 0.0f)), g.out_tag());
             }
         }
+        kv_release(writes_kv);  // every thread that stored (see kv_release)
         work_sync();
     }
 }
