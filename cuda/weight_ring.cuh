@@ -24,11 +24,11 @@ constexpr int kMaxChunkRows = kMaxRingChunkRows;
 // predictor 2.11-2.13 ms at 48, 2.12-2.14 at 32, 2.14-2.16 at 16, 2.17-2.22 at 24 (three alternating rounds).
 // (With the earlier LDS.128 matvec the predictor preferred 16-row chunks: 2.12 against 2.15 ms.)
 constexpr int kTalkerChunkRows = 48, kPredictorChunkRows = 48;
-// Paced copy batches (MegaLaunch::pace_bytes, two in flight), measured with those chunk caps (H100): talker 16 KB
-// (0.677 ms against 0.73 at 8 KB and 0.69-0.70 at 24-32), predictor 8 KB (2.08-2.12 ms; 12 KB 2.11-2.14, 16 KB
-// 2.11-2.12, 6 KB 2.26, 4 KB 2.41); with the ldmatrix matvec and 48-row chunks 8 KB still (2.11-2.13 against
-// 2.13-2.14 at 16 KB).
-constexpr int kTalkerPaceBytes = 16 << 10, kPredictorPaceBytes = 8 << 10;
+// Paced copy batches (MegaLaunch::pace_bytes, two in flight). With the ldmatrix matvec and 48-row chunks (H100, one
+// binary, 3 alternating rounds, device ms): talker 10 KB 0.603-0.604, 8 KB 0.604-0.608, 6 KB 0.615-0.622, 12 KB
+// 0.626-0.632, 16 KB 0.633-0.636, 20-32 KB 0.652-0.690; predictor 12 KB 2.032-2.051, 10 KB 2.054-2.083, 8 KB
+// 2.070-2.103, 16 KB 2.051-2.078, 6 KB 2.12-2.14. (Before the ldmatrix matvec: talker 16 KB, predictor 8 KB.)
+constexpr int kTalkerPaceBytes = 10 << 10, kPredictorPaceBytes = 12 << 10;
 static_assert(kTalkerChunkRows <= kMaxChunkRows && kPredictorChunkRows <= kMaxChunkRows, "mma_chunk takes <= 48 rows");
 
 struct RingShared {
