@@ -21,7 +21,7 @@ struct CudaOptions {
     bool trace = false;         // record per-CTA phase end / next-input times (CudaTimed::trace_report)
     int test_stall_cta = -1;    // tests only: this CTA never publishes anything (proves the watchdog)
     int ring_pace_kb = -1;      // weight ring: bulk copies in batches of this many KB, two in flight (0: whole
-                                // chunks at once; -1: each kernel's own, talker 10 KB, predictor 12; cuda/NOTES.md)
+                                // chunks at once; -1: each kernel's own, talker 10-24 KB by width, predictor 12)
     int ring_chunk_rows = 0;    // weight ring: rows per chunk at most (0: each kernel's own, kTalkerChunkRows / ...)
     int test_ring_bytes = 0;    // tests only: a smaller weight ring (phases cut into more chunks, more wrap-arounds)
     bool grid_barriers = false; // a grid barrier at every phase boundary as well (comparison runs: the phases

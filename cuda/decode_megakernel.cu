@@ -1163,7 +1163,7 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
 
 MegaLaunch plan_talker_launch(const StackDev& st, int vocab, int max_chunks) {
     return plan_grid(talker_step_kernel, st, vocab, st.n_embd, 0, 0, max_chunks, 1, kTalkerChunkRows,
-                     kTalkerPaceBytes);
+                     talker_pace_bytes(st.n_embd));
 }
 
 MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int vocab0, int in_dim, int n_groups, int max_chunks) {

@@ -28,7 +28,13 @@ constexpr int kTalkerChunkRows = 48, kPredictorChunkRows = 48;
 // binary, 3 alternating rounds, device ms): talker 10 KB 0.603-0.604, 8 KB 0.604-0.608, 6 KB 0.615-0.622, 12 KB
 // 0.626-0.632, 16 KB 0.633-0.636, 20-32 KB 0.652-0.690; predictor 12 KB 2.032-2.051, 10 KB 2.054-2.083, 8 KB
 // 2.070-2.103, 16 KB 2.051-2.078, 6 KB 2.12-2.14. (Before the ldmatrix matvec: talker 16 KB, predictor 8 KB.)
-constexpr int kTalkerPaceBytes = 10 << 10, kPredictorPaceBytes = 12 << 10;
+// The 1.7B talker (2048 wide: rows of 4 KB) wants larger batches: 24 KB 1.535-1.539 ms, 20 KB 1.564-1.574, 16 KB
+// 1.572-1.577, 10 KB 1.714-1.716. So the talker's pacing grows with its width, from 10 KB at 1024 to 24 KB at 2048.
+constexpr int kPredictorPaceBytes = 12 << 10;
+QTTS_HD inline int talker_pace_bytes(int n_embd) {
+    const int extra = n_embd <= 1024 ? 0 : n_embd >= 2048 ? 14 << 10 : (n_embd - 1024) * 14;
+    return (10 << 10) + extra;
+}
 static_assert(kTalkerChunkRows <= kMaxChunkRows && kPredictorChunkRows <= kMaxChunkRows, "mma_chunk takes <= 48 rows");
 
 struct RingShared {
