@@ -309,11 +309,12 @@ public:
             report_ += fmt::format("launch: {:.1f} us on CTA 0, SM clock {:.0f} MHz\n", ns / 1e3, cycles / ns * 1e3);
             ghz = cycles / ns;
         }
-        if (std::any_of(fine.begin(), fine.end(), [](unsigned long long v) { return v != 0; }))
+        const bool fine_built = std::any_of(fine.begin(), fine.end(), [](unsigned long long v) { return v != 0; });
+        if (fine_built)
             report_ += fmt::format("{:<12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}  (thread 0's SM cycles as us, mean "
                                    "over CTAs; QTTS_FINE_TRACE builds)\n",
                                    "segments", "wait", "prep", "ring", "mma", "reduce", "store", "end");
-        for (size_t k = 0; k < names.size() && report_.find("segments") != std::string::npos; ++k) {
+        for (size_t k = 0; k < names.size() && fine_built; ++k) {
             const Acc& a = acc[k];
             if (a.n == 0) continue;
             report_ += fmt::format("{:<12}", names[k]);

@@ -101,7 +101,7 @@ struct Grid {
     PollCtl* ctl = nullptr;  // shared
     int* flag = nullptr;     // shared: a CTA-wide flag (the attention combine)
     int nb = 0;              // phases of this launch so far (trace slot)
-    const unsigned long long* ring_prof = nullptr;  // trace: thread 0's ring wait so far (RingReader::prof)
+    const unsigned long long* ring_prof = nullptr;  // fine trace: thread 0's ring wait so far (RingReader::prof)
     bool barriers = false;
 
     __device__ VecIn in(const Tagged* t) const {
@@ -171,13 +171,14 @@ struct Grid {
         ++nb;
         return !work_sync_or(ctl->fail);
     }
-    // Called once at the end by every CTA: CTA 0 records the epoch for the next launch.
-    __device__ void finish() const {
+    // Called once at the end by every CTA: CTA 0 records the epoch for the next launch (and, traced, the ring
+    // wait and MMA time of its warp 0 from `prof`).
+    __device__ void finish(const unsigned long long* prof) const {
         if (cta == 0 && threadIdx.x == 0) {
             *sync.epoch = epoch;
-            if (sync.trace && ring_prof) {  // ring wait and MMA time of CTA 0's warp 0 over the launch
-                sync.trace[size_t(sync.trace_cap - 41) * 2] = ring_prof[0];
-                sync.trace[size_t(sync.trace_cap - 41) * 2 + 1] = ring_prof[1];
+            if (sync.trace && prof) {
+                sync.trace[size_t(sync.trace_cap - 41) * 2] = prof[0];
+                sync.trace[size_t(sync.trace_cap - 41) * 2 + 1] = prof[1];
             }
             if (sync.trace) {  // SM clock over the launch: (ns, cycles) at the end vs the start
                 sync.trace[size_t(sync.trace_cap - 9) * 2] = global_ns();
@@ -629,8 +630,14 @@ __device__ bool run_layers2(Grid& g, const StackDev& st, VecIn x0, VecIn x1, con
 
 // The consumers' phase state; ctl and flag are the CTA's shared words. The stalled CTA of the watchdog test
 // waits here until another CTA's watchdog fires (it never publishes anything).
-__device__ Grid make_grid(const GridSync& sync, const MegaLaunch& cfg, PollCtl* ctl, int* flag) {
+__device__ Grid make_grid(const GridSync& sync, const MegaLaunch& cfg, PollCtl* ctl, int* flag, Work& wk) {
     Grid g;
+#ifdef QTTS_FINE_TRACE
+    g.ring_prof = wk.rr.prof;
+    wk.rr.ctl = ctl;
+#else
+    (void)wk;
+#endif
     g.sync = sync;
     g.cta = blockIdx.x;
     g.n_cta = gridDim.x;
@@ -703,15 +710,11 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
                      [&](int w) { return talker_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async, cfg.pace_bytes);
         return;
     }
-    Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag);
-#ifdef QTTS_FINE_TRACE
-    g.ring_prof = wk.rr.prof;
-    wk.rr.ctl = &poll_ctl;
-#endif
+    Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag, wk);
     if (poll_ctl.fail) return;
     if (!run_layers(g, st, VecIn{.f = a.x0}, a.pos, a.n_chunks, cfg.max_chunks, a.s, wk)) return;
     phase_head(g, st, a.head, a.vocab, a.logits_out, nullptr, a.hidden_out, a.s.h, wk);
-    g.finish();
+    g.finish(ring_prof);
 }
 
 // ---- on-device sampling (every CTA computes the same token; same rules as core/sampler.cpp) ----
@@ -850,12 +853,10 @@ __device__ __forceinline__ void stamp(unsigned long long* sub, int k) {
 __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
     float* lg = sm.lg;
     if (!s.do_sample) return block_argmax(lg, n, sm.red, sm.ired);
-    const bool top_k = s.top_k > 0 && s.top_k < n;
-    if (!top_k) {  // (with top-k, the first pass of the select divides)
+    if (s.top_k <= 0 || s.top_k >= n) {
         for (int i = threadIdx.x; i < n; i += kMegaThreads) lg[i] = lg[i] / s.temperature;
         work_sync();
-    }
-    if (top_k) {
+    } else {  // the first pass of the select divides by the temperature
         stamp(sub, 2);
         const float kth = block_kth_largest(lg, n, s.top_k, s.temperature, sm.sorted, sm.ired + 2 * kWarps + 8);
         stamp(sub, 3);
@@ -1007,11 +1008,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
         return;
     }
     const Smem& sm = wk.sm;
-    Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag);
-#ifdef QTTS_FINE_TRACE
-    g.ring_prof = wk.rr.prof;
-    wk.rr.ctl = &poll_ctl;
-#endif
+    Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag, wk);
     if (poll_ctl.fail) return;
     if (fl.talker_logits) {
         // Codebook 0, as core/engine.cpp does on the host: repetition penalty over the utterance's ids, control ids
@@ -1120,7 +1117,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
             fl.next_out[d] = x + fl.text_row[d];
         }
     }
-    g.finish();
+    g.finish(ring_prof);
 }
 
 template <class Kernel>

@@ -330,9 +330,9 @@ __device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t (&r)[4]) {
 // ring_row_stride(K)). K is split over the warps in 32-wide blocks. Per block, one ldmatrix gives the B operand
 // (the 3 C split parts of x as columns 0 .. 3C-1, for both 16-wide k halves) and two per 16-row tile give the A
 // operand, already in the MMA's fragment layout (no register shuffling). NT 16-row tiles (rows <= 48). Row indices
-// past `rows` are clamped and B columns past 3C read part 0 again: their
-// results land in rows / columns that are discarded, so every load stays inside the chunk and needs no branch (a
-// guarded load serializes behind the previous MMA).
+// past `rows` are clamped and B columns past 3C read part 0 again: their results land in rows / columns that are
+// discarded, so every load stays inside the chunk and needs no branch (a guarded load serializes behind the
+// previous MMA).
 template <int NT, int C>
 __device__ __forceinline__ void mma_rows(const char* base, int rows, int K, const uint16_t* xsp, float* const (&part)[C],
                                          int row0) {

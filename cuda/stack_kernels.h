@@ -67,11 +67,11 @@ struct MegaScratch {
     unsigned long long* xproj = nullptr;   // [E] small_to_mtp_projection output (1.7B predictor)
 };
 
-// Phase-ordering state owned by one backend instance; never reset between launches (monotonic epochs).
 // Segments of a phase in the fine trace (thread 0's view): waiting for the inputs, preparing the activation
 // vector, waiting for weight chunks, MMAs, the cross-warp sums, storing the outputs, the phase end.
 enum FineSeg { kFineWait, kFinePrep, kFineRing, kFineMma, kFineReduce, kFineStore, kFineEnd, kFineSegs };
 
+// Phase-ordering state owned by one backend instance; never reset between launches (monotonic epochs).
 struct GridSync {
     unsigned* counter = nullptr;  // grid-barrier arrivals so far (mod 2^32; MegaLaunch::barriers only)
     unsigned* epoch = nullptr;    // phases completed by all previous launches (the next phase's tag is epoch + 1)

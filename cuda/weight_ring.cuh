@@ -18,7 +18,6 @@ namespace qtts::cuda::dev {
 
 constexpr int kRingSlots = 8;                    // chunks in flight at most
 constexpr int kPaceSlots = 2;                    // paced copy batches in flight
-constexpr int kMaxChunkRows = kMaxRingChunkRows;
 // Chunk size caps of the two kernels (MegaLaunch::chunk_rows; H100, same codes in all). With the ldmatrix matvec
 // both kernels are fastest with whole-phase chunks: talker 0.636-0.642 ms at 48 rows, 0.66-0.67 at 16-32;
 // predictor 2.11-2.13 ms at 48, 2.12-2.14 at 32, 2.14-2.16 at 16, 2.17-2.22 at 24 (three alternating rounds).
@@ -35,7 +34,8 @@ QTTS_HD inline int talker_pace_bytes(int n_embd) {
     const int extra = n_embd <= 1024 ? 0 : n_embd >= 2048 ? 14 << 10 : (n_embd - 1024) * 14;
     return (10 << 10) + extra;
 }
-static_assert(kTalkerChunkRows <= kMaxChunkRows && kPredictorChunkRows <= kMaxChunkRows, "mma_chunk takes <= 48 rows");
+static_assert(kTalkerChunkRows <= kMaxRingChunkRows && kPredictorChunkRows <= kMaxRingChunkRows,
+              "mma_chunk takes <= 48 rows");
 
 struct RingShared {
     unsigned long long full[kRingSlots];   // producer lanes arrive (32); bytes complete the transaction
@@ -216,7 +216,7 @@ __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int chu
 struct RingReader {
     RingShared* rs = nullptr;
     const char* ring = nullptr;
-    int ring_bytes = 0, chunk_rows = kMaxChunkRows;
+    int ring_bytes = 0, chunk_rows = kMaxRingChunkRows;
     const int* error = nullptr;
     int item = 0, head = 0;
     unsigned long long* prof = nullptr;  // trace: thread 0's [0] ns waiting for chunks, [1] ns in the MMAs
