@@ -305,6 +305,8 @@ __device__ __forceinline__ void kv_release(bool wrote_kv) {
 }
 
 // [q/k-norm, RoPE, KV append, attention partials] for items (head, chunk) of the single new position `pos`.
+// Ahead: attend_block's key prefetch (the talker's long contexts).
+template <bool Ahead>
 __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, int pos, int n_chunks,
                                 int max_chunks, const MegaScratch& sc, const Smem& sm) {
     const LayerDev& L = st.layers[layer];
@@ -320,7 +322,7 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         const int h = item / n_chunks, c = item - h * n_chunks, kvh = h / group;
         const int j0 = int((long long)npos * c / n_chunks), j1 = int((long long)npos * (c + 1) / n_chunks);
         const bool has_new = j1 == npos, writes_kv = has_new && h % group == 0;
-        KeyRegs pre;  // cached keys do not depend on this step: load them while q is being normalized
+        KeyRegs<Ahead> pre;  // cached keys do not depend on this step: load them while q is being normalized
         attend_preload(kc + kvh * hd, vc + kvh * hd, kv_dim, hd, j0, j1, pos, pre);
         const int warp = threadIdx.x >> 5;
         NormRopeRegs nr;
@@ -452,7 +454,8 @@ __device__ void phase_head(const Grid& g, const StackDev& st, const uint16_t* he
 }
 
 // Runs every layer for one position; on return the last phase has ended. False when this CTA gave up (the
-// caller must return).
+// caller must return). Ahead: see phase_attention.
+template <bool Ahead>
 __device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n_chunks, int max_chunks,
                            const MegaScratch& sc, Work& wk) {
     for (int l = 0; l < st.n_layer; ++l) {
@@ -460,7 +463,7 @@ __device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n
         const VecIn in = l == 0 ? x0 : g.in(sc.h);
         phase_qkv(g, st, L, in, sc, wk);
         if (!g.next()) return false;
-        phase_attention(g, st, l, pos, n_chunks, max_chunks, sc, wk.sm);
+        phase_attention<Ahead>(g, st, l, pos, n_chunks, max_chunks, sc, wk.sm);
         if (!g.next()) return false;
         phase_oproj(g, st, L, l == 0 ? x0 : VecIn{.t = sc.h}, sc, wk);
         if (!g.next()) return false;
@@ -712,7 +715,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     }
     Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag, wk);
     if (poll_ctl.fail) return;
-    if (!run_layers(g, st, VecIn{.f = a.x0}, a.pos, a.n_chunks, cfg.max_chunks, a.s, wk)) return;
+    if (!run_layers<true>(g, st, VecIn{.f = a.x0}, a.pos, a.n_chunks, cfg.max_chunks, a.s, wk)) return;
     phase_head(g, st, a.head, a.vocab, a.logits_out, nullptr, a.hidden_out, a.s.h, wk);
     g.finish(ring_prof);
 }
@@ -1058,7 +1061,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
                 QTTS_NEXT_PHASE(g);
                 x = g.in(a.s.xproj);
             }
-            if (!run_layers(g, st, x, t, 1, cfg.max_chunks, a.s, wk)) return;
+            if (!run_layers<false>(g, st, x, t, 1, cfg.max_chunks, a.s, wk)) return;
         }
         phase_head(g, st, head, V, nullptr, a.s.logits, nullptr, head_in, wk);
         QTTS_NEXT_PHASE(g);

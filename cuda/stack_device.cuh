@@ -440,52 +440,79 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, int hd,
     norm_rope_apply(v, r, hd, eps);
 }
 
-// K/V rows of the first key a warp handles (j0 + warp), loaded before the query is ready.
+// K/V rows of the first keys a warp handles (j0 + warp, and with Ahead also j0 + warp + kWarps), loaded before
+// the query is ready.
+template <bool Ahead>
 struct KeyRegs {
-    float k[kDimsPerLane], v[kDimsPerLane];
-    int j = -1;
+    float k[Ahead ? 2 : 1][kDimsPerLane], v[Ahead ? 2 : 1][kDimsPerLane];
+    int j = -1;  // without Ahead: the key in k[0] / v[0] (-1: none)
 };
 
-__device__ __forceinline__ void attend_preload(const float* kbase, const float* vbase, int stride, int hd, int j0,
-                                               int j1, int jnew, KeyRegs& r) {
-    const int lane = threadIdx.x & 31, j = j0 + (threadIdx.x >> 5);
-    r.j = (j < j1 && j != jnew) ? j : -1;
+// Key j's K/V row (zeros for j past j1 and for jnew, which attend_block reads from shared memory).
+__device__ __forceinline__ void attend_load(const float* kbase, const float* vbase, int stride, int hd, int j, int j1,
+                                            int jnew, float (&k)[kDimsPerLane], float (&v)[kDimsPerLane]) {
+    const int lane = threadIdx.x & 31;
+    const bool row = j < j1 && j != jnew;
 #pragma unroll
     for (int i = 0; i < kDimsPerLane; ++i) {
         const int d = lane + 32 * i;
-        const bool ok = r.j >= 0 && d < hd;
-        r.k[i] = ok ? __ldcg(kbase + size_t(j) * stride + d) : 0.0f;
-        r.v[i] = ok ? __ldcg(vbase + size_t(j) * stride + d) : 0.0f;
+        const bool ok = row && d < hd;
+        k[i] = ok ? __ldcg(kbase + size_t(j) * stride + d) : 0.0f;
+        v[i] = ok ? __ldcg(vbase + size_t(j) * stride + d) : 0.0f;
     }
+}
+
+template <bool Ahead>
+__device__ __forceinline__ void attend_preload(const float* kbase, const float* vbase, int stride, int hd, int j0,
+                                               int j1, int jnew, KeyRegs<Ahead>& r) {
+    const int j = j0 + (threadIdx.x >> 5);
+    r.j = (j < j1 && j != jnew) ? j : -1;
+    attend_load(kbase, vbase, stride, hd, j, j1, jnew, r.k[0], r.v[0]);
+    if constexpr (Ahead) attend_load(kbase, vbase, stride, hd, j + kWarps, j1, jnew, r.k[1], r.v[1]);
 }
 
 // Block-wide attention of one query q (shared, [hd]) over keys [j0, j1) at rows kbase + j * stride (fp32),
 // except key `jnew` which is read from knew / vnew (shared). Writes (max, sum, acc[hd]) unnormalized to out.
-// pre: this warp's first key, from attend_preload (or pre.j = -1). wbuf: shared [kWarps][2 + hd].
+// pre: this warp's first keys, from attend_preload. wbuf: shared [kWarps][2 + hd].
+// Ahead (long contexts: the talker, ~60 keys per chunk at 500 positions): each later key is loaded two
+// iterations before its use, so a warp's keys do not wait an L2 round trip each. Without it (the predictor's
+// <= 16 keys: at most one key per warp comes from the cache) the loop keeps fewer values live.
+template <bool Ahead>
 __device__ __forceinline__ void attend_block(const float* q, int hd, float scale, const float* kbase,
                                              const float* vbase, int stride, int j0, int j1, int jnew,
                                              const float* knew, const float* vnew, float* wbuf, float* out,
-                                             const KeyRegs& pre, float* gout = nullptr) {
+                                             const KeyRegs<Ahead>& pre, float* gout = nullptr) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    float qr[kDimsPerLane], acc[kDimsPerLane];
+    float qr[kDimsPerLane], acc[kDimsPerLane], ck[kDimsPerLane], cv[kDimsPerLane];
+    float nk[Ahead ? kDimsPerLane : 1], nv[Ahead ? kDimsPerLane : 1];
 #pragma unroll
     for (int i = 0; i < kDimsPerLane; ++i) {
         const int d = lane + 32 * i;
         qr[i] = d < hd ? q[d] : 0.0f;
         acc[i] = 0.0f;
+        ck[i] = pre.k[0][i], cv[i] = pre.v[0][i];
+        if constexpr (Ahead) nk[i] = pre.k[1][i], nv[i] = pre.v[1][i];
     }
     float m = -INFINITY, l = 0.0f;
     for (int j = j0 + warp; j < j1; j += kWarps) {
         float kv[kDimsPerLane], vv[kDimsPerLane];
-        const bool first = j == pre.j, fresh = j == jnew;
-        const float* kr = kbase + size_t(j) * stride;
-        const float* vr = vbase + size_t(j) * stride;
+        const bool fresh = j == jnew, first = j == pre.j;
 #pragma unroll
         for (int i = 0; i < kDimsPerLane; ++i) {
             const int d = lane + 32 * i;
-            kv[i] = first ? pre.k[i] : d >= hd ? 0.0f : fresh ? knew[d] : __ldcg(kr + d);
-            vv[i] = first ? pre.v[i] : d >= hd ? 0.0f : fresh ? vnew[d] : __ldcg(vr + d);
+            const float* kr = kbase + size_t(j) * stride;
+            const float* vr = vbase + size_t(j) * stride;
+            if constexpr (Ahead) {
+                kv[i] = fresh ? (d < hd ? knew[d] : 0.0f) : ck[i];
+                vv[i] = fresh ? (d < hd ? vnew[d] : 0.0f) : cv[i];
+                ck[i] = nk[i], cv[i] = nv[i];
+            } else {
+                kv[i] = first ? ck[i] : d >= hd ? 0.0f : fresh ? knew[d] : __ldcg(kr + d);
+                vv[i] = first ? cv[i] : d >= hd ? 0.0f : fresh ? vnew[d] : __ldcg(vr + d);
+            }
         }
+        if constexpr (Ahead)
+            if (j + 2 * kWarps < j1) attend_load(kbase, vbase, stride, hd, j + 2 * kWarps, j1, jnew, nk, nv);
         float sc = 0.0f;
 #pragma unroll
         for (int i = 0; i < kDimsPerLane; ++i) sc = fmaf(qr[i], kv[i], sc);

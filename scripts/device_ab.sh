@@ -5,14 +5,18 @@
 #   base  the tree with .ab/base/ copied over it (e.g. `git show REV:cuda/x.cu > .ab/base/cuda/x.cu`)
 #   NAME  the tree after .ab/NAME.sh has run in the copy (a patch, e.g. a sed on a constant)
 # then `bench_cuda_backend --no-variants --steps 30 --frames 30` runs ROUNDS times per variant, alternating, and
-# prints each run's table row and last codes (equal codes: the variants compute the same bits).
+# prints each run's table rows and last codes (equal codes: the variants compute the same bits). .ab/NAME.args, if
+# present, adds bench arguments for variant NAME (e.g. `--variant urgent=0 --variant urgent=1`: one build, several
+# runtime settings); BENCH_ARGS adds arguments for every variant, and REUSE=1 runs the builds of a previous call.
 # .ab/ is ignored by git (.git/info/exclude); name it in the run tool's carry with .debs.
 # Usage: bash scripts/device_ab.sh ROUNDS variant...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rounds=$1; shift
 export LD_LIBRARY_PATH=/tmp/qtts-deps/usr/lib/x86_64-linux-gnu
+# The variants build in parallel (one build is mostly a few long nvcc jobs; they share the cores well).
 for v in "$@"; do
+  [ "${REUSE:-0}" = 1 ] && [ -x "/tmp/ab_$v/build-device/bench_cuda_backend" ] && continue
   d=/tmp/ab_$v
   rm -rf "$d"; mkdir -p "$d"
   tar --exclude='./build*' -cf - . | tar -xf - -C "$d"
@@ -23,12 +27,15 @@ for v in "$@"; do
        (cd "$d" && bash ".ab/$v.sh") || { echo "variant $v: patch failed" >&2; exit 2; } ;;
   esac
   (cd "$d" && OUT=/tmp/ab_out_$v TARGETS="bench_cuda_backend" SKIP_TESTS=1 SKIP_BENCH=1 \
-    bash scripts/device_build_and_test.sh >/dev/null 2>&1; grep -E "built|FAILED" /tmp/ab_out_$v/summary.txt | sed "s/^/$v: /")
+    bash scripts/device_build_and_test.sh >/dev/null 2>&1; grep -E "built|FAILED" /tmp/ab_out_$v/summary.txt | sed "s/^/$v: /") &
 done
+wait
 for r in $(seq "$rounds"); do
   for v in "$@"; do
-    line=$(timeout 60 "/tmp/ab_$v/build-device/bench_cuda_backend" --no-variants --steps 30 --frames 30 2>&1 |
-      grep -E "^\| default|last codes|rror" | tr '\n' ' ')
+    args=$(cat ".ab/$v.args" 2>/dev/null)
+    # shellcheck disable=SC2086
+    line=$(timeout 120 "/tmp/ab_$v/build-device/bench_cuda_backend" --no-variants --steps 30 --frames 30 ${BENCH_ARGS:-} $args 2>&1 |
+      grep -E "^\| [^v-]|last codes|rror" | tr '\n' ' ')
     echo "round $r $v: $line"
   done
 done
