@@ -305,7 +305,7 @@ __device__ __forceinline__ void kv_release(bool wrote_kv) {
 }
 
 // [q/k-norm, RoPE, KV append, attention partials] for items (head, chunk) of the single new position `pos`.
-// Ahead: attend_block's key prefetch (the talker's long contexts).
+// Ahead (the talker's long contexts): attend_block's key prefetch, and the first keys loaded before q/k/v arrive.
 template <bool Ahead>
 __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, int pos, int n_chunks,
                                 int max_chunks, const MegaScratch& sc, const Smem& sm) {
@@ -322,8 +322,13 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         const int h = item / n_chunks, c = item - h * n_chunks, kvh = h / group;
         const int j0 = int((long long)npos * c / n_chunks), j1 = int((long long)npos * (c + 1) / n_chunks);
         const bool has_new = j1 == npos, writes_kv = has_new && h % group == 0;
-        KeyRegs<Ahead> pre;  // cached keys do not depend on this step: load them while q is being normalized
-        attend_preload(kc + kvh * hd, vc + kvh * hd, kv_dim, hd, j0, j1, pos, pre);
+        // Cached keys do not depend on this step. The talker's (HBM, long contexts) are loaded while q/k/v are
+        // polled. The predictor's (<= 16 positions written in this launch, in L2) are loaded after: loads in
+        // flight delay the polls' results (the talker's qkv -> attention handoff took 1.68 instead of 2.42 us
+        // with its keys loaded late, though its attention then waited longer for them). Predictor frame
+        // 2.03-2.05 -> 1.96-1.97 ms, talker unchanged (H100).
+        KeyRegs<Ahead> pre;
+        if constexpr (Ahead) attend_preload(kc + kvh * hd, vc + kvh * hd, kv_dim, hd, j0, j1, pos, pre);
         const int warp = threadIdx.x >> 5;
         NormRopeRegs nr;
         if (warp == 0) norm_rope_load(nr, L.q_norm, hd, cs, sn);
@@ -338,6 +343,7 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         }
         work_sync();
         poll_done(g.ctl);
+        if constexpr (!Ahead) attend_preload(kc + kvh * hd, vc + kvh * hd, kv_dim, hd, j0, j1, pos, pre);
         if (warp == 0) norm_rope_apply(sm.att_q, nr, hd, st.eps);
         if (warp == 1 && has_new) norm_rope_apply(sm.att_k, nr, hd, st.eps);
         work_sync();
