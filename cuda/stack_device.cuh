@@ -440,8 +440,8 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, int hd,
     norm_rope_apply(v, r, hd, eps);
 }
 
-// K/V rows of the first keys a warp handles (j0 + warp, and with Ahead also j0 + warp + kWarps), loaded before
-// the query is ready.
+// K/V rows of the first keys a warp handles (j0 + warp, and with Ahead also j0 + warp + kWarps), loaded by
+// attend_preload before attend_block (the talker while it waits for q/k/v, the predictor after; phase_attention).
 template <bool Ahead>
 struct KeyRegs {
     float k[Ahead ? 2 : 1][kDimsPerLane], v[Ahead ? 2 : 1][kDimsPerLane];
