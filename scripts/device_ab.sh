@@ -6,7 +6,7 @@
 #   NAME  the tree after .ab/NAME.sh has run in the copy (a patch, e.g. a sed on a constant)
 # then `bench_cuda_backend --no-variants --steps 30 --frames 30` runs ROUNDS times per variant, alternating, and
 # prints each run's table rows and last codes (equal codes: the variants compute the same bits). .ab/NAME.args, if
-# present, adds bench arguments for variant NAME (e.g. `--variant urgent=0 --variant urgent=1`: one build, several
+# present, adds bench arguments for variant NAME (e.g. `--variant pace=10 --variant pace=12`: one build, several
 # runtime settings); BENCH_ARGS adds arguments for every variant, and REUSE=1 runs the builds of a previous call.
 # .ab/ is ignored by git (.git/info/exclude); name it in the run tool's carry with .debs.
 # Usage: bash scripts/device_ab.sh ROUNDS variant...
