@@ -108,21 +108,34 @@ __device__ __forceinline__ int ring_place(int head, int bytes, int ring_bytes) {
     return head + bytes <= ring_bytes ? head : 0;
 }
 
+// L2 policy of the weight stream: evict first. Each weight byte is read once per launch, and the stream (0.9-2.4
+// GB per launch) would otherwise push out what is read again soon: the K/V cache, the norm weights and RoPE tables,
+// the tagged values of the handoffs.
+__device__ __forceinline__ uint64_t weight_l2_policy() {
+    uint64_t p = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
+#endif
+    return p;
+}
+
 // One producer warp: rows [r0, r0 + n) of src into dst (row stride RS), one TMA bulk copy per row; lane 0
 // arrives on `bar` expecting all their bytes (sm_90+).
-__device__ __forceinline__ void bulk_copy_rows(char* dst, int RS, const RowSrc& src, int r0, int n, uint32_t bar) {
+__device__ __forceinline__ void bulk_copy_rows(char* dst, int RS, const RowSrc& src, int r0, int n, uint32_t bar,
+                                               uint64_t policy) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     const int lane = threadIdx.x & 31, row_bytes = 2 * src.K;
     if (lane == 0)
         asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(n * row_bytes) : "memory");
     __syncwarp();
     for (int i = lane; i < n; i += 32)
-        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                         smem_u32(dst + i * RS)),
-                     "l"(src.row(r0 + i)), "r"(row_bytes), "r"(bar)
-                     : "memory");
+        asm volatile(
+            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
+                smem_u32(dst + i * RS)),
+            "l"(src.row(r0 + i)), "r"(row_bytes), "r"(bar), "l"(policy)
+            : "memory");
 #else
-    (void)dst, (void)RS, (void)src, (void)r0, (void)n, (void)bar;
+    (void)dst, (void)RS, (void)src, (void)r0, (void)n, (void)bar, (void)policy;
 #endif
 }
 
@@ -140,6 +153,7 @@ __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int chu
 #endif
     int head = 0, item = 0, oldest = 0, batch = 0;
     bool ok = true;
+    const uint64_t policy = weight_l2_policy();
     for (int w = 0; w < n_phases && ok; ++w) {
         const RowSrc src = phase_at(w);
         const int RS = ring_row_stride(src.K), per = ring_chunk_rows(src.n, src.K, ring_bytes, chunk_rows);
@@ -179,14 +193,14 @@ __device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int chu
                     const uint32_t pb = smem_u32(rs->pace + batch % pace_depth);
                     if (batch >= pace_depth && !(ok = mbar_wait(pb, uint32_t(batch / pace_depth - 1) & 1u, error, abort)))
                         break;
-                    bulk_copy_rows(dst + b0 * RS, RS, src, r0 + b0, nb, pb);
+                    bulk_copy_rows(dst + b0 * RS, RS, src, r0 + b0, nb, pb, policy);
                 }
                 for (int k = max(0, batch - pace_depth); k < batch && ok; ++k)
                     ok = mbar_wait(smem_u32(rs->pace + k % pace_depth), uint32_t(k / pace_depth) & 1u, error, abort);
                 __syncwarp();
                 mbar_arrive(bar);
             } else if (!cp_async) {
-                bulk_copy_rows(dst, RS, src, r0, rows, bar);
+                bulk_copy_rows(dst, RS, src, r0, rows, bar, policy);
                 if (lane != 0) mbar_arrive(bar);
             } else {
                 const int per_row = src.K >> 3;
