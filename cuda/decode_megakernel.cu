@@ -715,8 +715,8 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     const SmemPlan plan = make_smem_plan(max_k_of(st, st.n_embd), rows_max, st.head_dim, 0, 0);
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
     if (threadIdx.x >= kMegaThreads) {
-        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, cfg.chunk_rows, kLayerPhases * st.n_layer + 1,
-                     [&](int w) { return talker_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async, cfg.pace_bytes);
+        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg, kLayerPhases * st.n_layer + 1,
+                     [&](int w) { return talker_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error);
         return;
     }
     Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag, wk);
@@ -1011,9 +1011,8 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     if (threadIdx.x == 0) abandon = 0;
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
     if (threadIdx.x >= kMegaThreads) {
-        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg.ring_bytes, cfg.chunk_rows, (G - 1) * predictor_phases_per_pass(a),
-                     [&](int w) { return predictor_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, cfg.cp_async,
-                     cfg.pace_bytes, &abandon);
+        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg, (G - 1) * predictor_phases_per_pass(a),
+                     [&](int w) { return predictor_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, &abandon);
         return;
     }
     const Smem& sm = wk.sm;

@@ -110,7 +110,9 @@ __device__ __forceinline__ int ring_place(int head, int bytes, int ring_bytes) {
 
 // L2 policy of the weight stream: evict first. Each weight byte is read once per launch, and the stream (0.9-2.4
 // GB per launch) would otherwise push out what is read again soon: the K/V cache, the norm weights and RoPE tables,
-// the tagged values of the handoffs.
+// the tagged values of the handoffs (predictor frame 1.97-2.01 -> 1.82-1.84 ms, talker step 0.603-0.605 -> 0.594-0.598
+// on an H100). Keeping 5-25 % of the predictor's weight lines in L2 across its 15 passes (evict-last) gained nothing
+// or lost (1.81-1.83 / 1.82-1.84 / 1.87-1.88 / 1.93-1.94 ms): the kernel is bound by latency, not bytes.
 __device__ __forceinline__ uint64_t weight_l2_policy() {
     uint64_t p = 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -140,14 +142,15 @@ __device__ __forceinline__ void bulk_copy_rows(char* dst, int RS, const RowSrc& 
 }
 
 // The producer warp: streams phases 0 .. n_phases-1 (phase_at(w) gives this CTA's rows of phase w) into the
-// ring. cp_async: 16-byte cp.async copies instead of bulk copies (always so before sm_90). Stops early when
-// *error or *abort is set (mbar_wait), after the copies already issued have landed.
+// ring, with cfg's chunk size and pacing (cfg.cp_async: 16-byte cp.async copies instead of bulk copies, always so
+// before sm_90). Stops early when *error or *abort is set (mbar_wait), after the copies already issued have landed.
 template <class PhaseAt>
-__device__ void ring_produce(RingShared* rs, char* ring, int ring_bytes, int chunk_rows, int n_phases,
-                             PhaseAt phase_at, const int* error, int cp_async, int pace_bytes,
-                             const volatile int* abort = nullptr) {
+__device__ void ring_produce(RingShared* rs, char* ring, const MegaLaunch& cfg, int n_phases, PhaseAt phase_at,
+                             const int* error, const volatile int* abort = nullptr) {
     constexpr int pace_depth = kPaceSlots;
-    const int lane = threadIdx.x & 31;
+    const int lane = threadIdx.x & 31, ring_bytes = cfg.ring_bytes, chunk_rows = cfg.chunk_rows,
+              pace_bytes = cfg.pace_bytes;
+    int cp_async = cfg.cp_async;
 #if !(defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
     cp_async = 1;
 #endif
