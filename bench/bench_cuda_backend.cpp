@@ -5,8 +5,8 @@
 // Usage: bench_cuda_backend [--size 0.6b|1.7b] [--context N] [--steps N] [--frames N] [--prefill N] [--no-variants]
 //        [--variant KEY=V,KEY=V...]... [--rounds N]
 // --variant measures CudaOptions settings instead of the built-in variants (repeatable; keys: pace = ring_pace_kb,
-// chunk = ring_chunk_rows, chunks = max_chunks, trace = 0/1, backoff = backoff_ns); --rounds N runs the list N times, alternating, so
-// drifts of the machine hit every variant alike.
+// chunk = ring_chunk_rows, chunks = max_chunks, trace = 0/1, backoff = backoff_ns); --rounds N runs the list N
+// times, alternating, so drifts of the machine hit every variant alike.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
