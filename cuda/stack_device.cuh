@@ -497,11 +497,11 @@ __device__ __forceinline__ void attend_block(const float* q, int hd, float scale
     for (int j = j0 + warp; j < j1; j += kWarps) {
         float kv[kDimsPerLane], vv[kDimsPerLane];
         const bool fresh = j == jnew, first = j == pre.j;
+        const float* kr = kbase + size_t(j) * stride;  // (read here only without Ahead)
+        const float* vr = vbase + size_t(j) * stride;
 #pragma unroll
         for (int i = 0; i < kDimsPerLane; ++i) {
             const int d = lane + 32 * i;
-            const float* kr = kbase + size_t(j) * stride;
-            const float* vr = vbase + size_t(j) * stride;
             if constexpr (Ahead) {
                 kv[i] = fresh ? (d < hd ? knew[d] : 0.0f) : ck[i];
                 vv[i] = fresh ? (d < hd ? vnew[d] : 0.0f) : cv[i];
