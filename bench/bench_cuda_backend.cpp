@@ -5,7 +5,8 @@
 // Usage: bench_cuda_backend [--size 0.6b|1.7b] [--context N] [--steps N] [--frames N] [--prefill N] [--no-variants]
 //        [--variant KEY=V,KEY=V...]... [--rounds N]
 // --variant measures CudaOptions settings instead of the built-in variants (repeatable; keys: pace = ring_pace_kb,
-// chunk = ring_chunk_rows, chunks = max_chunks, trace = 0/1, backoff = backoff_ns); --rounds N runs the list N
+// chunk = ring_chunk_rows, chunks = max_chunks, trace = 0/1, backoff = backoff_ns, ring = at most this many KB of
+// weight ring, 0: all the shared memory left); --rounds N runs the list N
 // times, alternating, so drifts of the machine hit every variant alike.
 #include <algorithm>
 #include <chrono>
@@ -108,6 +109,7 @@ bool parse_variant(const std::string& spec, cuda::CudaOptions& o) {
         else if (key == "chunks") o.max_chunks = v;
         else if (key == "trace") o.trace = v != 0;
         else if (key == "backoff") o.backoff_ns = unsigned(v);
+        else if (key == "ring") o.test_ring_bytes = v * 1024;
         else return false;
         at = end + 1;
     }
@@ -135,7 +137,7 @@ int main(int argc, char** argv) {
         else {
             std::fprintf(stderr,
                          "usage: %s [--size 0.6b|1.7b] [--context N] [--steps N] [--frames N] [--prefill N] "
-                         "[--no-variants] [--variant pace=KB,chunk=ROWS,chunks=N,trace=0|1,backoff=NS]... [--rounds N]\n",
+                         "[--no-variants] [--variant pace=KB,chunk=ROWS,chunks=N,trace=0|1,backoff=NS,ring=KB]... [--rounds N]\n",
                          argv[0]);
             return 2;
         }

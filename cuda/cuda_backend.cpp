@@ -68,7 +68,9 @@ class DeviceStack {
 public:
     explicit DeviceStack(const DecoderStackWeights& w) {
         const auto& c = w.config;
-        if (c.n_embd % 32 || c.n_ff % 32 || c.q_dim() % 32 || c.head_dim % 2 || c.head_dim > kMaxHeadDim ||
+        // head_dim: a power of two, so that each lane's rotate-half partner is a fixed lane (norm_rope_lanes).
+        if (c.n_embd % 32 || c.n_ff % 32 || c.q_dim() % 32 || c.head_dim < 2 || (c.head_dim & (c.head_dim - 1)) ||
+            c.head_dim > kMaxHeadDim ||
             c.n_embd > kMaxNormPerThread * kMegaThreads || c.n_layer > kMaxLayers ||
             c.n_kv_head <= 0 || c.n_head % c.n_kv_head)
             throw GpuError(fmt::format("the CUDA backend does not support this decoder shape (n_embd {}, n_ff {}, "
@@ -208,6 +210,8 @@ private:
 }
 
 // The settings of CudaOptions applied to a planned launch (ring copy method, pacing, test ring size, barriers).
+LaunchLimits launch_limits(const CudaOptions& o) { return {.ctas = o.test_grid_ctas, .smem_bytes = o.test_smem_bytes}; }
+
 MegaLaunch with_launch_options(MegaLaunch m, const CudaOptions& o) {
     m.barriers = o.grid_barriers ? 1 : 0;
     m.cp_async = o.ring_cp_async ? 1 : 0;
@@ -388,7 +392,7 @@ public:
         hidden_ = PinnedBuffer<float>(size_t(E_));
         logits_ = PinnedBuffer<float>(size_t(vocab_));
         err_ = PinnedBuffer<int>(1);
-        grid_ = with_launch_options(plan_talker_launch(st, vocab_, o.max_chunks), o);
+        grid_ = with_launch_options(plan_talker_launch(st, vocab_, o.max_chunks, launch_limits(o)), o);
         trace_.init(o.trace, grid_.n_cta);
         for (int l = 0; l < st.n_layer; ++l)
             for (int k = 0; k < 5; ++k) trace_cls_.push_back(k);
@@ -575,7 +579,8 @@ public:
         codes_d_ = DeviceBuffer<int>(size_t(G_));
         in_ = PinnedBuffer<float>(size_t(in_dim_));
         out_ = PinnedBuffer<int>(size_t(G_) + 1);
-        grid_ = with_launch_options(plan_predictor_launch(st, vocab_, vocab0_, in_dim_, G_, o.max_chunks), o);
+        grid_ = with_launch_options(plan_predictor_launch(st, vocab_, vocab0_, in_dim_, G_, o.max_chunks, launch_limits(o)),
+                                    o);
         trace_.init(o.trace, grid_.n_cta);
         for (int t = 1; t < G_; ++t) {  // pass 1 runs positions 0 and 1 together
             if (p.mtp_w) trace_cls_.push_back(6);
@@ -843,6 +848,8 @@ Backends make_backends(const ModelConfig& config, const ModelWeights& weights, c
         throw GpuError("no CUDA GPU found", "use --device cpu, or --device auto to fall back to the CPU");
     QTTS_CHECK(options.max_chunks >= 1 && options.max_chunks <= kMaxChunks, "max_chunks {} out of range",
                options.max_chunks);
+    QTTS_CHECK(options.test_grid_ctas >= 0 && options.test_smem_bytes >= 0, "test_grid_ctas {} / test_smem_bytes {} out of range",
+               options.test_grid_ctas, options.test_smem_bytes);
     Backends b;
     auto talker = std::make_unique<CudaTalker>(config, weights, options);
     auto predictor = std::make_unique<CudaPredictor>(config, weights, options);

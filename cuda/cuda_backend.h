@@ -26,6 +26,10 @@ struct CudaOptions {
     int test_ring_bytes = 0;    // tests only: a smaller weight ring (phases cut into more chunks, more wrap-arounds)
     bool grid_barriers = false; // a grid barrier at every phase boundary as well (comparison runs: the phases
                                 // otherwise only poll the tagged values they read, see cuda/NOTES.md)
+    int test_grid_ctas = 0;     // tests only: the persistent kernels run this many CTAs (0: one per SM), as on a GPU
+                                // with few SMs (several attention items and predictor K/V slots per CTA)
+    int test_smem_bytes = 0;    // tests only: plan for this much shared memory per block (0: the device's), e.g.
+                                // 99 KB as on RTX 30/40/50 GPUs
 };
 
 // Registers the CUDA factory with core when qtts::cuda::device_count() > 0; otherwise does nothing.

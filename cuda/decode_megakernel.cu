@@ -1,7 +1,7 @@
 // Persistent cooperative decode megakernels: one launch runs a whole talker step (all layers, final norm,
 // codec_head) or a whole code-predictor frame (16 positions, 15 heads, on-device sampling). Per layer:
-// [norm+QKV] | [q/k-norm, RoPE, KV append, attention partials] | [combine+O-proj+residual] |
-// [norm+gate/up+SiLU] | [down+residual]. No grid barriers between the phases: each phase publishes its outputs
+// [norm+QKV] | [q/k-norm, RoPE, KV append, attention] | [O-proj+residual] | [norm+gate/up+SiLU] |
+// [down+residual]. No grid barriers between the phases: each phase publishes its outputs
 // as tagged values (fp32 + the phase's number, one 64-bit store) and the next phase polls the values it reads
 // until they carry its predecessor's tag. Tags come from a monotonic epoch owned by the backend instance (never
 // reset). A spin watchdog sets sync.error and ends the launch instead of hanging.
@@ -24,15 +24,22 @@ using namespace dev;
 // ---- shared-memory plan (bytes; every region 16-byte aligned, the ring 128-byte aligned, last) ----
 // The activation vectors (bf16 split parts of C columns) and the predictor's sampling buffers are never live at
 // the same time (sampling runs between the head's matvec and the next pass's first phase): they share a region.
+// Sampling over V values: lg [V] fp32 | cp [V] fp64 (the draw's probabilities; before the draw the same bytes hold
+// the radix select's histograms and top-p's rank order) | cidx [V] uint16 (candidate ids). 14 V bytes (42 KB at
+// V = 3072, 72 KB before), so the predictor also fits the 99 KB per block of RTX 30/40/50 GPUs (sm_86/89/120).
 struct SmemPlan {
-    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, cw, lg, cidx, cval, cp, sorted, codes, ring_state;
+    int xs, part, res, red, ired, att_q, att_k, att_v, att_w, cw, lg, cidx, cp, sorted, codes, kv, ring_state;
     int ring;  // offset of the weight ring (its size is the rest of the CTA's shared memory)
 };
 
 QTTS_HD inline int align16(int x) { return (x + 15) & ~15; }
 
-QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int vocab_sample, int n_groups,
-                                       int cols = 1) {
+constexpr int kRadixHistBytes = 4 * 256 * 4;  // block_kth_largest's histograms: 4 passes of 256 ints
+
+// block_attention: the buffers of the talker's block-wide attention (phase_attention); kv_bytes: the predictor's
+// K/V slots (predictor_attention).
+QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int vocab_sample, int n_groups, int cols,
+                                       bool block_attention, int kv_bytes) {
     SmemPlan p{};
     int o = 0;
     const auto take = [&](int bytes) {
@@ -40,31 +47,38 @@ QTTS_HD inline SmemPlan make_smem_plan(int max_k, int rows_max, int hd, int voca
         o += align16(bytes);
         return at;
     };
-    const int vs = vocab_sample, sorted_n = vs > 0 ? (vs > 1024 ? vs : 1024) : 0;
+    const int vs = vocab_sample, cp_bytes = vs > 0 ? (vs * 8 > kRadixHistBytes ? align16(vs * 8) : kRadixHistBytes) : 0;
     const int xs_bytes = cols * 3 * split_stride(max_k) * 2;
-    const int sample_bytes = align16(vs * 4) * 3 + align16(vs * 8) + align16(sorted_n * 4);
+    const int sample_bytes = vs > 0 ? align16(vs * 4) + cp_bytes + align16(vs * 2) : 0;
     p.xs = take(xs_bytes > sample_bytes ? xs_bytes : sample_bytes);
     p.lg = p.xs;
-    p.cidx = p.lg + align16(vs * 4);
-    p.cval = p.cidx + align16(vs * 4);
-    p.cp = p.cval + align16(vs * 4);
-    p.sorted = p.cp + align16(vs * 8);
+    p.cp = p.lg + align16(vs * 4);
+    p.sorted = p.cp;
+    p.cidx = p.cp + cp_bytes;
     p.part = take(cols * rows_max * kWarps * 4);
     p.res = take(cols * rows_max * 4);
     p.red = take(kWarps * 4);
     p.ired = take(2 * kWarps * 4 + 64);
-    p.att_q = take(hd * 4);
-    p.att_k = take(hd * 4);
-    p.att_v = take(hd * 4);
-    p.att_w = take(kWarps * (2 + hd) * 4);
-    p.cw = take((2 + hd) * 4);
+    const int att = block_attention ? 1 : 0;
+    p.att_q = take(att * hd * 4);
+    p.att_k = take(att * hd * 4);
+    p.att_v = take(att * hd * 4);
+    p.att_w = take(att * kWarps * (2 + hd) * 4);
+    p.cw = take(att * (2 + hd) * 4);
     p.codes = take((n_groups + 4) * 4);
+    p.kv = take(kv_bytes);
     p.ring_state = take(int(sizeof(RingShared)));
     p.ring = (o + 127) & ~127;
     return p;
 }
 
 QTTS_HD inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// The code predictor's attention items: (layer l, query head h) = l · n_head + h runs on CTA item % n_cta, warp
+// item / n_cta, which keeps that head's K/V for the frame in a slot of its shared memory ([G][hd] keys, then [G][hd]
+// values; predictor_attention).
+QTTS_HD inline int predictor_kv_slots(const StackDev& st, int n_cta) { return ceil_div(st.n_layer * st.n_head, n_cta); }
+QTTS_HD inline int predictor_kv_slot_floats(const StackDev& st, int n_groups) { return 2 * n_groups * st.head_dim; }
 
 QTTS_HD inline int rows_max_of(const StackDev& st, int vocab, int in_dim, int n_cta) {
     const auto mx = [](int a, int b) { return a > b ? a : b; };
@@ -200,10 +214,10 @@ struct Smem {
     float* red;
     int* ired;
     float *att_q, *att_k, *att_v, *att_w, *cw, *lg;
-    int* cidx;
-    float* cval;
+    uint16_t* cidx;
     double* cp;
     int *sorted, *codes;
+    float* kv;  // the predictor's K/V slots
     RingShared* ring_state;
     char* ring;
 };
@@ -223,11 +237,11 @@ __device__ Smem carve(char* base, const SmemPlan& p, int rows_max) {
     s.att_w = reinterpret_cast<float*>(base + p.att_w);
     s.cw = reinterpret_cast<float*>(base + p.cw);
     s.lg = reinterpret_cast<float*>(base + p.lg);
-    s.cidx = reinterpret_cast<int*>(base + p.cidx);
-    s.cval = reinterpret_cast<float*>(base + p.cval);
+    s.cidx = reinterpret_cast<uint16_t*>(base + p.cidx);
     s.cp = reinterpret_cast<double*>(base + p.cp);
     s.sorted = reinterpret_cast<int*>(base + p.sorted);
     s.codes = reinterpret_cast<int*>(base + p.codes);
+    s.kv = reinterpret_cast<float*>(base + p.kv);
     s.ring_state = reinterpret_cast<RingShared*>(base + p.ring_state);
     s.ring = base + p.ring;
     return s;
@@ -295,18 +309,9 @@ __device__ void phase_qkv(const Grid& g, const StackDev& st, const LayerDev& L, 
     for (int i = threadIdx.x; i < p.src.n; i += kMegaThreads) st_tagged(sc.qkv + p.r0 + i, wk.sm.res[i], g.out_tag());
 }
 
-// The K/V cache written in a launch is read by the same launch's later positions (the predictor), with no
-// barrier in between. The writer fences after it publishes its attention output, off the critical path: the
-// cache rows are read at the next position, and every CTA first reads this CTA's O-projection rows, written after
-// the fence, in the same layer's gate/up phase. (With several chunks, the talker: thread 0's fence before the
-// combine counter.) The readers load the cache through L2 (__ldcg), never from a stale L1 line.
-__device__ __forceinline__ void kv_release(bool wrote_kv) {
-    if (wrote_kv) __threadfence();
-}
-
-// [q/k-norm, RoPE, KV append, attention partials] for items (head, chunk) of the single new position `pos`.
-// Ahead (the talker's long contexts): attend_block's key prefetch, and the first keys loaded before q/k/v arrive.
-template <bool Ahead>
+// The talker's [q/k-norm, RoPE, KV append, attention partials] for items (head, chunk) of the single new position
+// `pos`; the chunks of a head are combined by the last one to finish. Within this launch the chunk holding `pos`
+// reads the new K/V row from shared memory; later launches read it from the cache.
 __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, int pos, int n_chunks,
                                 int max_chunks, const MegaScratch& sc, const Smem& sm) {
     const LayerDev& L = st.layers[layer];
@@ -322,13 +327,11 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         const int h = item / n_chunks, c = item - h * n_chunks, kvh = h / group;
         const int j0 = int((long long)npos * c / n_chunks), j1 = int((long long)npos * (c + 1) / n_chunks);
         const bool has_new = j1 == npos, writes_kv = has_new && h % group == 0;
-        // Cached keys do not depend on this step. The talker's (HBM, long contexts) are loaded while q/k/v are
-        // polled. The predictor's (<= 16 positions written in this launch, in L2) are loaded after: loads in
-        // flight delay the polls' results (the talker's qkv -> attention handoff took 1.68 instead of 2.42 us
-        // with its keys loaded late, though its attention then waited longer for them). Predictor frame
-        // 2.03-2.05 -> 1.96-1.97 ms, talker unchanged (H100).
-        KeyRegs<Ahead> pre;
-        if constexpr (Ahead) attend_preload(kc + kvh * hd, vc + kvh * hd, kv_dim, hd, j0, j1, pos, pre);
+        // Cached keys do not depend on this step: loaded while q/k/v are polled. (Loads in flight delay the polls'
+        // results: with the keys loaded after the poll the qkv -> attention handoff took 1.68 instead of 2.42 us,
+        // but the attention then waited longer for its keys from HBM; H100.)
+        KeyRegs pre;
+        attend_preload(kc + kvh * hd, vc + kvh * hd, kv_dim, hd, j0, j1, pos, pre);
         const int warp = threadIdx.x >> 5;
         NormRopeRegs nr;
         if (warp == 0) norm_rope_load(nr, L.q_norm, hd, cs, sn);
@@ -343,7 +346,6 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         }
         work_sync();
         poll_done(g.ctl);
-        if constexpr (!Ahead) attend_preload(kc + kvh * hd, vc + kvh * hd, kv_dim, hd, j0, j1, pos, pre);
         if (warp == 0) norm_rope_apply(sm.att_q, nr, hd, st.eps);
         if (warp == 1 && has_new) norm_rope_apply(sm.att_k, nr, hd, st.eps);
         work_sync();
@@ -362,7 +364,10 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         fine_mark(g.ctl, kFineMma);
         if (n_chunks == 1) {
             for (int d = threadIdx.x; d < hd; d += kMegaThreads) st_tagged(sc.attn + h * hd + d, r[2 + d] / r[1], g.out_tag());
-            kv_release(writes_kv);
+            // Not needed for order (the next reader is a later launch), but without it nvcc allocates the talker kernel
+            // differently (128 registers instead of 124) and the step is slower: 0.604-0.610 against 0.591-0.598 ms
+            // (H100, 3 alternating rounds).
+            if (writes_kv) __threadfence();
             continue;
         }
         // The last chunk of head h to finish combines all of them (fixed chunk order: deterministic). The
@@ -459,17 +464,18 @@ __device__ void phase_head(const Grid& g, const StackDev& st, const uint16_t* he
     }
 }
 
-// Runs every layer for one position; on return the last phase has ended. False when this CTA gave up (the
-// caller must return). Ahead: see phase_attention.
-template <bool Ahead>
-__device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, int pos, int n_chunks, int max_chunks,
-                           const MegaScratch& sc, Work& wk) {
+// Runs every layer for one position; attention(l) is layer l's attention phase (the talker's phase_attention or
+// the predictor's predictor_attention). On return the last phase has ended. False when this CTA gave up (the
+// caller must return).
+template <class Attention>
+__device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, const MegaScratch& sc, Work& wk,
+                           Attention attention) {
     for (int l = 0; l < st.n_layer; ++l) {
         const LayerDev& L = st.layers[l];
         const VecIn in = l == 0 ? x0 : g.in(sc.h);
         phase_qkv(g, st, L, in, sc, wk);
         if (!g.next()) return false;
-        phase_attention<Ahead>(g, st, l, pos, n_chunks, max_chunks, sc, wk.sm);
+        attention(l);
         if (!g.next()) return false;
         phase_oproj(g, st, L, l == 0 ? x0 : VecIn{.t = sc.h}, sc, wk);
         if (!g.next()) return false;
@@ -506,63 +512,94 @@ __device__ void phase_qkv2(const Grid& g, const StackDev& st, const LayerDev& L,
     }
 }
 
-// q/k-norm, RoPE, KV append (slots 0 and 1) and attention of both positions, one head per CTA item. Same
-// formulas as CpuPredictor: position 0 attends to itself only (output = v0); position 1 uses a two-key softmax.
-__device__ void phase_attention2(const Grid& g, const StackDev& st, int layer, const MegaScratch& sc,
-                                 const Smem& sm) {
+// ---- the code predictor's attention: one warp per (layer, head), the head's K/V in that warp's shared memory ----
+// The predictor's cache holds <= G positions per layer and lives for one frame, so it never leaves the SM. The warp
+// of item (layer, head) (predictor_kv_slots) keeps its kv group's rows in its own slot, each lane the dims
+// lane + 32 i that it handles: it polls q/k/v of a new position (one round trip), normalises and rotates them in
+// registers, appends k/v to its slot and attends over keys 0 .. pos. No cache traffic through L2, no fence, no
+// block-level step. The two query heads of a kv group each keep a copy of the group's rows. Softmax as CpuPredictor's
+// attention (the max subtracted, probabilities times 1 / sum, output = Σ p_j v_j in key order), so position 0, which
+// attends to itself only, outputs v0 exactly.
+
+// NP new positions pos0 .. pos0 + NP - 1 (the first pass: 2, q/k/v of column p at offset p · (q_dim + 2 kv_dim)),
+// polled one position at a time (polling both at once spilled 536 bytes in this kernel).
+template <int NP>
+__device__ void predictor_attention(const Grid& g, const StackDev& st, int layer, int pos0, int n_groups,
+                                    const MegaScratch& sc, const Smem& sm) {
+    constexpr int D = kDimsPerLane;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int h = warp * g.n_cta + g.cta - layer * st.n_head;
+    if (h < 0 || h >= st.n_head) return;
     const LayerDev& L = st.layers[layer];
-    const int hd = st.head_dim, Q = st.q_dim(), KV = st.kv_dim(), R = Q + 2 * KV, group = st.n_head / st.n_kv_head;
-    const int half = hd >> 1, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int hd = st.head_dim, half = hd >> 1, Q = st.q_dim(), KV = st.kv_dim(), R = Q + 2 * KV;
+    const int kvh = h / (st.n_head / st.n_kv_head);
+    float* ks = sm.kv + warp * predictor_kv_slot_floats(st, n_groups);
+    float* vs = ks + n_groups * hd;
+    // The norm weights and RoPE rows first: their loads overlap the wait for q/k/v.
+    float qw[D], kw[D], cs[NP][D], sn[NP][D];
+    lanes_load(qw, L.q_norm, hd);
+    lanes_load(kw, L.k_norm, hd);
+#pragma unroll
+    for (int p = 0; p < NP; ++p)
+        rope_lanes_load(cs[p], sn[p], st.rope_cos + size_t(pos0 + p) * half, st.rope_sin + size_t(pos0 + p) * half, hd);
+    const VecIn in = g.in(sc.qkv);
     const float scale = 1.0f / sqrtf(float(hd));
-    float* kc = st.k_cache + size_t(layer) * st.capacity * KV;
-    float* vc = st.v_cache + size_t(layer) * st.capacity * KV;
-    float *q0 = sm.att_q, *k0 = sm.att_k, *v0 = sm.att_v;
-    float *q1 = sm.att_w, *k1 = sm.att_w + hd, *v1 = sm.att_w + 2 * hd;
-    const VecIn qkv = g.in(sc.qkv);
-    for (int h = g.cta; h < st.n_head; h += g.n_cta) {
-        const int kvh = h / group;
-        const bool writes_kv = h % group == 0;
-        NormRopeRegs nr;
-        if (warp < 4) {  // warp 0: k0, 1: k1, 2: q0, 3: q1 (position = warp & 1)
-            const int pos = warp & 1;
-            norm_rope_load(nr, warp < 2 ? L.k_norm : L.q_norm, hd, st.rope_cos + size_t(pos) * half,
-                           st.rope_sin + size_t(pos) * half);
+    // Value k = kind · D + i: dim lane + 32 i of q (kind 0), k (1) or v (2).
+    const int row[3] = {h * hd, Q + kvh * hd, Q + KV + kvh * hd};
+#pragma unroll
+    for (int p = 0; p < NP; ++p) {
+        const int pos = pos0 + p;
+        const auto at = [&](int k) -> const Tagged* {
+            const int i = k % D, d = lane + 32 * i;
+            return d < hd ? in.t + p * R + row[k / D] + d : nullptr;
+        };
+        float x[3 * D];
+        wait_gather<3 * D>(at, in.tag, in.ctl, x);
+        if (p == 0) poll_done(g.ctl);
+        float q[D], k[D];
+#pragma unroll
+        for (int i = 0; i < D; ++i) q[i] = x[i], k[i] = x[D + i];
+        norm_rope_lanes(q, qw, cs[p], sn[p], hd, st.eps);
+        norm_rope_lanes(k, kw, cs[p], sn[p], hd, st.eps);
+#pragma unroll
+        for (int i = 0; i < D; ++i) {
+            const int d = lane + 32 * i;
+            if (d < hd) ks[pos * hd + d] = k[i], vs[pos * hd + d] = x[2 * D + i];
         }
-        for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
-            const Tagged* const src[6] = {qkv.t + h * hd + d,      qkv.t + R + h * hd + d,
-                                          qkv.t + Q + kvh * hd + d,      qkv.t + R + Q + kvh * hd + d,
-                                          qkv.t + Q + KV + kvh * hd + d, qkv.t + R + Q + KV + kvh * hd + d};
-            float v[6];
-            wait_gather(src, qkv.tag, qkv.ctl, v);
-            q0[d] = v[0], q1[d] = v[1], k0[d] = v[2], k1[d] = v[3], v0[d] = v[4], v1[d] = v[5];
-        }
-        work_sync();
-        poll_done(g.ctl);
-        if (warp < 4) norm_rope_apply(warp == 0 ? k0 : warp == 1 ? k1 : warp == 2 ? q0 : q1, nr, hd, st.eps);
-        work_sync();
-        if (writes_kv) {
-            for (int d = threadIdx.x; d < hd; d += kMegaThreads) {
-                __stcg(kc + kvh * hd + d, k0[d]);
-                __stcg(vc + kvh * hd + d, v0[d]);
-                __stcg(kc + size_t(KV) + kvh * hd + d, k1[d]);
-                __stcg(vc + size_t(KV) + kvh * hd + d, v1[d]);
+        // Scores (attend_block's arithmetic), four keys at a time; lane j keeps key j's.
+        float mine = -INFINITY;
+        for (int j0 = 0; j0 <= pos; j0 += 4) {
+            float part[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const float* kr = ks + min(j0 + u, pos) * hd;
+                float a = 0.0f;
+#pragma unroll
+                for (int i = 0; i < D; ++i)
+                    if (lane + 32 * i < hd) a = fmaf(q[i], kr[lane + 32 * i], a);
+                part[u] = a;
             }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+                for (int u = 0; u < 4; ++u) part[u] += __shfl_xor_sync(kFull, part[u], o);
+#pragma unroll
+            for (int u = 0; u < 4; ++u)
+                if (lane == j0 + u && j0 + u <= pos) mine = part[u] * scale;
         }
-        work_sync();
-        if (warp == 0) {
-            float s0 = 0.0f, s1 = 0.0f;
-            for (int d = lane; d < hd; d += 32) s0 = fmaf(q1[d], k0[d], s0), s1 = fmaf(q1[d], k1[d], s1);
-            s0 = warp_sum(s0) * scale;
-            s1 = warp_sum(s1) * scale;
-            const float mx = fmaxf(s0, s1), e0 = expf(s0 - mx), e1 = expf(s1 - mx);
-            const float inv = 1.0f / (e0 + e1), p0 = e0 * inv, p1 = e1 * inv;
-            for (int d = lane; d < hd; d += 32) {
-                st_tagged(sc.attn + h * hd + d, v0[d], g.out_tag());
-                st_tagged(sc.attn + Q + h * hd + d, fmaf(p1, v1[d], fmaf(p0, v0[d], 0.0f)), g.out_tag());
-            }
+        const float mx = warp_max(mine);
+        const float e = lane <= pos ? expf(mine - mx) : 0.0f;
+        const float pr = e * (1.0f / warp_sum(e));
+        float o[D] = {};
+        for (int j = 0; j <= pos; ++j) {
+            const float pj = __shfl_sync(kFull, pr, j);
+#pragma unroll
+            for (int i = 0; i < D; ++i)
+                if (lane + 32 * i < hd) o[i] = fmaf(pj, vs[j * hd + lane + 32 * i], o[i]);
         }
-        kv_release(writes_kv);  // every thread that stored (see kv_release)
-        work_sync();
+#pragma unroll
+        for (int i = 0; i < D; ++i)
+            if (lane + 32 * i < hd) st_tagged(sc.attn + p * Q + h * hd + lane + 32 * i, o[i], g.out_tag());
     }
 }
 
@@ -618,14 +655,15 @@ __device__ void phase_down2(const Grid& g, const StackDev& st, const LayerDev& L
 }
 
 // run_layers for positions 0 and 1 at once (the predictor's first pass); same phases.
-__device__ bool run_layers2(Grid& g, const StackDev& st, VecIn x0, VecIn x1, const MegaScratch& sc, Work& wk) {
+__device__ bool run_layers2(Grid& g, const StackDev& st, VecIn x0, VecIn x1, int n_groups, const MegaScratch& sc,
+                            Work& wk) {
     const int E = st.n_embd;
     for (int l = 0; l < st.n_layer; ++l) {
         const LayerDev& L = st.layers[l];
         const VecIn in0 = l == 0 ? x0 : g.in(sc.h), in1 = l == 0 ? x1 : g.in(sc.h + E);
         phase_qkv2(g, st, L, in0, in1, sc, wk);
         if (!g.next()) return false;
-        phase_attention2(g, st, l, sc, wk.sm);
+        predictor_attention<2>(g, st, l, 0, n_groups, sc, wk.sm);
         if (!g.next()) return false;
         phase_oproj2(g, st, L, l == 0 ? x0 : VecIn{.t = sc.h}, l == 0 ? x1 : VecIn{.t = sc.h + E}, sc, wk);
         if (!g.next()) return false;
@@ -712,7 +750,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     if (a.stop && *(volatile const int*)a.stop) return;  // the device frame loop drew EOS before this step
     const StackDev& st = a.stack;
     const int rows_max = rows_max_of(st, a.vocab, st.n_embd, gridDim.x);
-    const SmemPlan plan = make_smem_plan(max_k_of(st, st.n_embd), rows_max, st.head_dim, 0, 0);
+    const SmemPlan plan = make_smem_plan(max_k_of(st, st.n_embd), rows_max, st.head_dim, 0, 0, 1, true, 0);
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
     if (threadIdx.x >= kMegaThreads) {
         ring_produce(wk.sm.ring_state, wk.sm.ring, cfg, kLayerPhases * st.n_layer + 1,
@@ -721,7 +759,8 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     }
     Grid g = make_grid(a.sync, cfg, &poll_ctl, &flag, wk);
     if (poll_ctl.fail) return;
-    if (!run_layers<true>(g, st, VecIn{.f = a.x0}, a.pos, a.n_chunks, cfg.max_chunks, a.s, wk)) return;
+    const auto attention = [&](int l) { phase_attention(g, st, l, a.pos, a.n_chunks, cfg.max_chunks, a.s, wk.sm); };
+    if (!run_layers(g, st, VecIn{.f = a.x0}, a.s, wk, attention)) return;
     phase_head(g, st, a.head, a.vocab, a.logits_out, nullptr, a.hidden_out, a.s.h, wk);
     g.finish(ring_prof);
 }
@@ -882,29 +921,33 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
             for (int i = threadIdx.x; i < n; i += kMegaThreads) m = fmaxf(m, lg[i]);
             return m;
         }(), sm.red);
+        // Candidate r is value lg[cidx[r]]; thread 0 drops values only after every one has been read.
         int cnt = 0;
         for (int i = i0; i < i1; ++i) cnt += lg[i] != -INFINITY;
         int m = 0;
         int off = block_exclusive_scan(cnt, sm.ired, &m);
         for (int i = i0; i < i1; ++i)
-            if (lg[i] != -INFINITY) sm.cidx[off] = i, sm.cval[off] = lg[i], ++off;
+            if (lg[i] != -INFINITY) sm.cidx[off++] = uint16_t(i);
         work_sync();
         for (int r = threadIdx.x; r < m; r += kMegaThreads) {
-            const float v = sm.cval[r];
             const int idx = sm.cidx[r];
+            const float v = lg[idx];
             int rank = 0;
-            for (int q = 0; q < m; ++q) rank += sm.cval[q] < v || (sm.cval[q] == v && sm.cidx[q] < idx);
+            for (int q = 0; q < m; ++q) {
+                const int iq = sm.cidx[q];
+                rank += lg[iq] < v || (lg[iq] == v && iq < idx);
+            }
             sm.sorted[rank] = r;
         }
         work_sync();
         if (threadIdx.x == 0 && m > 0) {
             double total = 0.0;
-            for (int r = 0; r < m; ++r) total += double(expf(sm.cval[r] - mx));
+            for (int r = 0; r < m; ++r) total += double(expf(lg[sm.cidx[r]] - mx));
             double cum = 0.0;
             for (int r = 0; r + 1 < m; ++r) {
-                const int q = sm.sorted[r];
-                cum += double(expf(sm.cval[q] - mx)) / total;
-                if (cum <= 1.0 - double(s.top_p)) lg[sm.cidx[q]] = -INFINITY;
+                const int iq = sm.cidx[sm.sorted[r]];
+                cum += double(expf(lg[iq] - mx)) / total;
+                if (cum <= 1.0 - double(s.top_p)) lg[iq] = -INFINITY;
             }
         }
         work_sync();
@@ -926,7 +969,7 @@ __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u
     for (int i = i0; i < i1; ++i) {
         if (lg[i] == -INFINITY) continue;
         const double p = exp(double(lg[i] - mx));
-        if (p > 0.0) sm.cidx[off] = i, sm.cp[off] = p, ++off;
+        if (p > 0.0) sm.cidx[off] = uint16_t(i), sm.cp[off] = p, ++off;
     }
     work_sync();
     stamp(sub, 5);
@@ -1007,7 +1050,9 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     const StackDev& st = a.stack;
     const int E = st.n_embd, G = a.n_groups, V = a.vocab;
     const int rows_max = rows_max_of(st, V, a.in_dim, gridDim.x);
-    const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max, st.head_dim, max(V, a.vocab0), G, 2);
+    const int kv_bytes = predictor_kv_slots(st, gridDim.x) * predictor_kv_slot_floats(st, G) * 4;
+    const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max, st.head_dim, max(V, a.vocab0), G, 2, false,
+                                         kv_bytes);
     if (threadIdx.x == 0) abandon = 0;
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
     if (threadIdx.x >= kMegaThreads) {
@@ -1057,7 +1102,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
                 x0 = g.in(a.s.xproj);
                 x1 = g.in(a.s.xproj + E);
             }
-            if (!run_layers2(g, st, x0, x1, a.s, wk)) return;
+            if (!run_layers2(g, st, x0, x1, G, a.s, wk)) return;
             head_in += E;
         } else {
             VecIn x{.b = a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
@@ -1066,7 +1111,8 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
                 QTTS_NEXT_PHASE(g);
                 x = g.in(a.s.xproj);
             }
-            if (!run_layers<false>(g, st, x, t, 1, cfg.max_chunks, a.s, wk)) return;
+            const auto attention = [&](int l) { predictor_attention<1>(g, st, l, t, G, a.s, sm); };
+            if (!run_layers(g, st, x, a.s, wk, attention)) return;
         }
         phase_head(g, st, head, V, nullptr, a.s.logits, nullptr, head_in, wk);
         QTTS_NEXT_PHASE(g);
@@ -1130,7 +1176,8 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
 
 template <class Kernel>
 MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, int vocab_sample, int n_groups,
-                     int max_chunks, int cols, int chunk_rows, int pace_bytes) {
+                     int max_chunks, int cols, int chunk_rows, int pace_bytes, bool predictor,
+                     const LaunchLimits& limits) {
     int device = 0;
     QTTS_CUDA_CHECK(cudaGetDevice(&device));
     cudaDeviceProp prop{};
@@ -1140,21 +1187,34 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
     m.max_chunks = max_chunks;
     m.chunk_rows = chunk_rows;
     m.pace_bytes = pace_bytes;
-    m.n_cta = prop.multiProcessorCount;
+    m.n_cta = limits.ctas > 0 ? std::min(limits.ctas, prop.multiProcessorCount) : prop.multiProcessorCount;
+    const long long smem_optin = limits.smem_bytes > 0 ? std::min<long long>(limits.smem_bytes, prop.sharedMemPerBlockOptin)
+                                                      : (long long)prop.sharedMemPerBlockOptin;
     const long long max_rows = std::max({(long long)st.q_dim() + 2 * st.kv_dim(), (long long)st.n_ff,
                                          (long long)st.n_embd, (long long)vocab});
     if (max_rows * m.n_cta >= (1ll << 32))  // cta_rows splits rows in 32-bit arithmetic
         throw_gpu_error("decode megakernel: a matrix has too many rows for this GPU's grid");
     const int K = max_k_of(st, in_dim);
+    int kv_bytes = 0;
+    if (predictor) {
+        // predictor_attention: lane j holds key j's score, and a CTA's items go to different warps. The sampler keeps
+        // candidate ids in 16 bits.
+        if (n_groups > 32) throw_gpu_error("code predictor: the CUDA backend supports at most 32 code groups");
+        if (vocab_sample > 65536) throw_gpu_error("code predictor: the CUDA backend supports at most 65536 codes");
+        if (predictor_kv_slots(st, m.n_cta) > kWarps)
+            throw_gpu_error("code predictor: this GPU has too few SMs for the predictor's attention items");
+        kv_bytes = predictor_kv_slots(st, m.n_cta) * predictor_kv_slot_floats(st, n_groups) * 4;
+    }
     const SmemPlan plan = make_smem_plan(K, rows_max_of(st, vocab, in_dim, m.n_cta), st.head_dim, vocab_sample,
-                                         n_groups, cols);
+                                         n_groups, cols, !predictor, kv_bytes);
     QTTS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          int(prop.sharedMemPerBlockOptin) - 1024));
     cudaFuncAttributes attr{};
     QTTS_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
     // The weight ring takes the rest of the CTA's shared memory (the static part and 1 KB of slack excluded).
-    const long long avail = (long long)prop.sharedMemPerBlockOptin - 1024 - (long long)attr.sharedSizeBytes;
+    const long long avail = smem_optin - 1024 - (long long)attr.sharedSizeBytes;
     m.ring_bytes = int((avail - plan.ring) & ~127ll);
+    if (predictor) m.ring_bytes = std::min(m.ring_bytes, kPredictorRingBytes);
     if (m.ring_bytes < 2 * ring_row_stride(K))
         throw_gpu_error("decode megakernel needs more shared memory than this GPU has");
     m.smem = size_t(plan.ring) + size_t(m.ring_bytes);
@@ -1166,14 +1226,15 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
 
 }  // namespace
 
-MegaLaunch plan_talker_launch(const StackDev& st, int vocab, int max_chunks) {
+MegaLaunch plan_talker_launch(const StackDev& st, int vocab, int max_chunks, const LaunchLimits& limits) {
     return plan_grid(talker_step_kernel, st, vocab, st.n_embd, 0, 0, max_chunks, 1, kTalkerChunkRows,
-                     talker_pace_bytes(st.n_embd));
+                     talker_pace_bytes(st.n_embd), false, limits);
 }
 
-MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int vocab0, int in_dim, int n_groups, int max_chunks) {
+MegaLaunch plan_predictor_launch(const StackDev& st, int vocab, int vocab0, int in_dim, int n_groups, int max_chunks,
+                                 const LaunchLimits& limits) {
     return plan_grid(predictor_frame_kernel, st, vocab, in_dim, std::max(vocab, vocab0), n_groups, max_chunks, 2,
-                     kPredictorChunkRows, kPredictorPaceBytes);
+                     kPredictorChunkRows, kPredictorPaceBytes, true, limits);
 }
 
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream) {

@@ -231,7 +231,7 @@ __global__ void __launch_bounds__(kMegaThreads)
     __syncthreads();
     const float* kc = st.k_cache + size_t(layer) * st.capacity * kv_dim + kvh * hd;
     const float* vc = st.v_cache + size_t(layer) * st.capacity * kv_dim + kvh * hd;
-    KeyRegs<true> pre;
+    KeyRegs pre;
     attend_preload(kc, vc, kv_dim, hd, 0, pos0 + t + 1, -1, pre);
     attend_block(q, hd, 1.0f / sqrtf(float(hd)), kc, vc, kv_dim, 0, pos0 + t + 1, -1, nullptr, nullptr, wbuf, res, pre);
     for (int d = threadIdx.x; d < hd; d += blockDim.x) out[size_t(t) * q_dim + h * hd + d] = res[2 + d] / res[1];

@@ -142,14 +142,15 @@ static __device__ __noinline__ bool poll_expired(PollCtl* c, unsigned long long 
     return true;
 }
 
-// v[k] = the value at p[k] once it carries `tag` (p[k] null: v[k] = 0). All loads are issued before the first
+// v[k] = the value at at(k) once it carries `tag` (at(k) null: v[k] = 0). All loads are issued before the first
 // check and every retry reloads all values still missing, so a batch costs one round trip per retry, not one
-// per value. Gives up with zeros when the watchdog fires.
-template <int N>
-__device__ __forceinline__ void wait_gather(const Tagged* const (&p)[N], unsigned tag, PollCtl* c, float (&v)[N]) {
+// per value. Gives up with zeros when the watchdog fires. `at` is called again for each reload, so a caller can
+// compute its addresses instead of keeping N pointers live.
+template <int N, class At>
+__device__ __forceinline__ void wait_gather(At at, unsigned tag, PollCtl* c, float (&v)[N]) {
     Tagged x[N];
 #pragma unroll
-    for (int k = 0; k < N; ++k) x[k] = p[k] ? ld_tagged(p[k]) : Tagged(tag) << 32;
+    for (int k = 0; k < N; ++k) x[k] = at(k) ? ld_tagged(at(k)) : Tagged(tag) << 32;
     unsigned long long t0 = 0;
     for (unsigned spin = 0;; ++spin) {
         bool all = true;
@@ -165,10 +166,14 @@ __device__ __forceinline__ void wait_gather(const Tagged* const (&p)[N], unsigne
         if (c->backoff_ns) __nanosleep(c->backoff_ns);
 #pragma unroll
         for (int k = 0; k < N; ++k)
-            if (tag_of(x[k]) != tag) x[k] = ld_tagged(p[k]);
+            if (tag_of(x[k]) != tag) x[k] = ld_tagged(at(k));
     }
 #pragma unroll
     for (int k = 0; k < N; ++k) v[k] = tagged_value(x[k]);
+}
+template <int N>
+__device__ __forceinline__ void wait_gather(const Tagged* const (&p)[N], unsigned tag, PollCtl* c, float (&v)[N]) {
+    wait_gather<N>([&](int k) { return p[k]; }, tag, c, v);
 }
 
 // Thread 0 records when this CTA's wait for a phase's inputs completed (after the block sync that ends it).
@@ -440,12 +445,60 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, int hd,
     norm_rope_apply(v, r, hd, eps);
 }
 
-// K/V rows of the first keys a warp handles (j0 + warp, and with Ahead also j0 + warp + kWarps), loaded by
-// attend_preload before attend_block (the talker while it waits for q/k/v, the predictor after; phase_attention).
-template <bool Ahead>
+// ---- the same in registers (the predictor's attention): lane-held dims d = lane + 32 i (i < kDimsPerLane; 0 past hd) ----
+// The rotate-half partner of d is d ^ hd/2 (head_dim a power of two, checked when a stack is uploaded): the same lane
+// for hd >= 64, a shuffle below. Same arithmetic as norm_rope_apply, so the same bits. (The talker's attention with
+// q and k normalised this way by the warps that poll them, one block sync fewer, measured 3 % slower: 0.609-0.616
+// against 0.589-0.594 ms per step, H100.)
+
+// r[i] = p[lane + 32 i] (0 past hd).
+__device__ __forceinline__ void lanes_load(float (&r)[kDimsPerLane], const float* p, int hd) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int i = 0; i < kDimsPerLane; ++i) r[i] = lane + 32 * i < hd ? __ldg(p + lane + 32 * i) : 0.0f;
+}
+
+// c / s: the RoPE cos / sin rows of one position ([hd / 2] each) at d mod hd/2.
+__device__ __forceinline__ void rope_lanes_load(float (&c)[kDimsPerLane], float (&s)[kDimsPerLane],
+                                                const float* cos_row, const float* sin_row, int hd) {
+    const int lane = threadIdx.x & 31, half = hd >> 1;
+#pragma unroll
+    for (int i = 0; i < kDimsPerLane; ++i) {
+        const int d = lane + 32 * i;
+        c[i] = d < hd ? __ldg(cos_row + (d & (half - 1))) : 0.0f;
+        s[i] = d < hd ? __ldg(sin_row + (d & (half - 1))) : 0.0f;
+    }
+}
+
+// v = RoPE(w ⊙ v / sqrt(mean(v²) + eps)): y_d = v_d c - v_{d+hd/2} s below hd/2, v_d c + v_{d-hd/2} s above, each
+// product rounded before the sum (no FMA contraction, as the CPU's Rope::apply).
+__device__ __forceinline__ void norm_rope_lanes(float (&v)[kDimsPerLane], const float (&w)[kDimsPerLane],
+                                                const float (&c)[kDimsPerLane], const float (&s)[kDimsPerLane], int hd,
+                                                float eps) {
+    const int lane = threadIdx.x & 31, half = hd >> 1;
+    float ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kDimsPerLane; ++i) ss = fmaf(v[i], v[i], ss);
+    ss = warp_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(hd) + eps);
+#pragma unroll
+    for (int i = 0; i < kDimsPerLane; ++i) v[i] = w[i] * (v[i] * inv);
+    float pv[kDimsPerLane];
+#pragma unroll
+    for (int i = 0; i < kDimsPerLane; ++i)
+        pv[i] = half >= 64 ? v[i ^ 2] : half >= 32 ? v[i ^ 1] : __shfl_xor_sync(kFull, v[i], half);
+#pragma unroll
+    for (int i = 0; i < kDimsPerLane; ++i) {
+        const int d = lane + 32 * i;
+        const float vc = __fmul_rn(v[i], c[i]), ps = __fmul_rn(pv[i], s[i]);
+        v[i] = d & half ? __fadd_rn(vc, ps) : __fsub_rn(vc, ps);
+    }
+}
+
+// K/V rows of the first two keys a warp handles (j0 + warp and j0 + warp + kWarps), loaded by attend_preload
+// before attend_block, while the talker waits for q/k/v (phase_attention).
 struct KeyRegs {
-    float k[Ahead ? 2 : 1][kDimsPerLane], v[Ahead ? 2 : 1][kDimsPerLane];
-    int j = -1;  // without Ahead: the key in k[0] / v[0] (-1: none)
+    float k[2][kDimsPerLane], v[2][kDimsPerLane];
 };
 
 // Key j's K/V row (zeros for j past j1 and for jnew, which attend_block reads from shared memory).
@@ -462,57 +515,45 @@ __device__ __forceinline__ void attend_load(const float* kbase, const float* vba
     }
 }
 
-template <bool Ahead>
 __device__ __forceinline__ void attend_preload(const float* kbase, const float* vbase, int stride, int hd, int j0,
-                                               int j1, int jnew, KeyRegs<Ahead>& r) {
+                                               int j1, int jnew, KeyRegs& r) {
     const int j = j0 + (threadIdx.x >> 5);
-    r.j = (j < j1 && j != jnew) ? j : -1;
     attend_load(kbase, vbase, stride, hd, j, j1, jnew, r.k[0], r.v[0]);
-    if constexpr (Ahead) attend_load(kbase, vbase, stride, hd, j + kWarps, j1, jnew, r.k[1], r.v[1]);
+    attend_load(kbase, vbase, stride, hd, j + kWarps, j1, jnew, r.k[1], r.v[1]);
 }
 
 // Block-wide attention of one query q (shared, [hd]) over keys [j0, j1) at rows kbase + j * stride (fp32),
 // except key `jnew` which is read from knew / vnew (shared). Writes (max, sum, acc[hd]) unnormalized to out.
-// pre: this warp's first keys, from attend_preload. wbuf: shared [kWarps][2 + hd].
-// Ahead (long contexts: the talker, ~60 keys per chunk at 500 positions): each later key is loaded two
-// iterations before its use, so a warp's keys do not wait an L2 round trip each. Without it (the predictor's
-// <= 16 keys: at most one key per warp comes from the cache) the loop keeps fewer values live.
-template <bool Ahead>
+// pre: this warp's first keys, from attend_preload. wbuf: shared [kWarps][2 + hd]. Each later key is loaded two
+// iterations before its use (the talker's long contexts: ~60 keys per chunk at 500 positions), so a warp's keys
+// do not wait an L2 round trip each.
 __device__ __forceinline__ void attend_block(const float* q, int hd, float scale, const float* kbase,
                                              const float* vbase, int stride, int j0, int j1, int jnew,
                                              const float* knew, const float* vnew, float* wbuf, float* out,
-                                             const KeyRegs<Ahead>& pre, float* gout = nullptr) {
+                                             const KeyRegs& pre, float* gout = nullptr) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    float qr[kDimsPerLane], acc[kDimsPerLane], ck[kDimsPerLane], cv[kDimsPerLane];
-    float nk[Ahead ? kDimsPerLane : 1], nv[Ahead ? kDimsPerLane : 1];
+    float qr[kDimsPerLane], acc[kDimsPerLane], ck[kDimsPerLane], cv[kDimsPerLane], nk[kDimsPerLane],
+        nv[kDimsPerLane];
 #pragma unroll
     for (int i = 0; i < kDimsPerLane; ++i) {
         const int d = lane + 32 * i;
         qr[i] = d < hd ? q[d] : 0.0f;
         acc[i] = 0.0f;
         ck[i] = pre.k[0][i], cv[i] = pre.v[0][i];
-        if constexpr (Ahead) nk[i] = pre.k[1][i], nv[i] = pre.v[1][i];
+        nk[i] = pre.k[1][i], nv[i] = pre.v[1][i];
     }
     float m = -INFINITY, l = 0.0f;
     for (int j = j0 + warp; j < j1; j += kWarps) {
         float kv[kDimsPerLane], vv[kDimsPerLane];
-        const bool fresh = j == jnew, first = j == pre.j;
-        const float* kr = kbase + size_t(j) * stride;  // (read here only without Ahead)
-        const float* vr = vbase + size_t(j) * stride;
+        const bool fresh = j == jnew;
 #pragma unroll
         for (int i = 0; i < kDimsPerLane; ++i) {
             const int d = lane + 32 * i;
-            if constexpr (Ahead) {
-                kv[i] = fresh ? (d < hd ? knew[d] : 0.0f) : ck[i];
-                vv[i] = fresh ? (d < hd ? vnew[d] : 0.0f) : cv[i];
-                ck[i] = nk[i], cv[i] = nv[i];
-            } else {
-                kv[i] = first ? ck[i] : d >= hd ? 0.0f : fresh ? knew[d] : __ldcg(kr + d);
-                vv[i] = first ? cv[i] : d >= hd ? 0.0f : fresh ? vnew[d] : __ldcg(vr + d);
-            }
+            kv[i] = fresh ? (d < hd ? knew[d] : 0.0f) : ck[i];
+            vv[i] = fresh ? (d < hd ? vnew[d] : 0.0f) : cv[i];
+            ck[i] = nk[i], cv[i] = nv[i];
         }
-        if constexpr (Ahead)
-            if (j + 2 * kWarps < j1) attend_load(kbase, vbase, stride, hd, j + 2 * kWarps, j1, jnew, nk, nv);
+        if (j + 2 * kWarps < j1) attend_load(kbase, vbase, stride, hd, j + 2 * kWarps, j1, jnew, nk, nv);
         float sc = 0.0f;
 #pragma unroll
         for (int i = 0; i < kDimsPerLane; ++i) sc = fmaf(qr[i], kv[i], sc);

@@ -159,9 +159,15 @@ struct PredictorFrameArgs {
     FrameLoopArgs loop;
 };
 
+// Tests only: plan as on a GPU with fewer SMs or less shared memory per block (0: this device's).
+struct LaunchLimits {
+    int ctas = 0;        // CTAs of the persistent kernels (one per SM by default)
+    int smem_bytes = 0;  // shared memory per block (e.g. 99 KB: RTX 30/40/50, sm_86/89/120)
+};
 // Grid and shared memory for the persistent kernels on the current device.
-MegaLaunch plan_talker_launch(const StackDev& stack, int vocab, int max_chunks);
-MegaLaunch plan_predictor_launch(const StackDev& stack, int vocab, int vocab0, int in_dim, int n_groups, int max_chunks);
+MegaLaunch plan_talker_launch(const StackDev& stack, int vocab, int max_chunks, const LaunchLimits& limits = {});
+MegaLaunch plan_predictor_launch(const StackDev& stack, int vocab, int vocab0, int in_dim, int n_groups, int max_chunks,
+                                 const LaunchLimits& limits = {});
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream);
 void launch_predictor_frame(const PredictorFrameArgs& args, const MegaLaunch& grid, cudaStream_t stream);
 

@@ -30,6 +30,11 @@ constexpr int kTalkerChunkRows = 48, kPredictorChunkRows = 48;
 // The 1.7B talker (2048 wide: rows of 4 KB) wants larger batches: 24 KB 1.535-1.539 ms, 20 KB 1.564-1.574, 16 KB
 // 1.572-1.577, 10 KB 1.714-1.716. So the talker's pacing grows with its width, from 10 KB at 1024 to 24 KB at 2048.
 constexpr int kPredictorPaceBytes = 12 << 10;
+// The predictor's ring is capped: with its sampling buffers slimmed (42 instead of 72 KB) it could take 165 KB of an
+// H100's shared memory, and a larger ring lets the producer run further ahead and slows the latency-bound phases
+// (H100, one binary, 3 alternating rounds, predictor frame: 165 KB 1.852-1.864 ms, 134 KB 1.783-1.801, 110 KB
+// 1.890-1.899). The talker keeps all it gets (capped at 134 KB it took 0.664-0.668 ms instead of 0.591-0.598).
+constexpr int kPredictorRingBytes = 134 << 10;
 QTTS_HD inline int talker_pace_bytes(int n_embd) {
     const int extra = n_embd <= 1024 ? 0 : n_embd >= 2048 ? 14 << 10 : (n_embd - 1024) * 14;
     return (10 << 10) + extra;

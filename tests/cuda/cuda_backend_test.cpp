@@ -115,17 +115,12 @@ TEST_CASE("CudaTalker: prefill restarts the sequence") {
 // bulk copies, the pre-Hopper cp.async path and a 4 KB ring (every phase cut into several chunks, the ring
 // wrapping many times per launch) must give the default (paced bulk copies) ring's bits. So must grid
 // barriers at every phase boundary on top of the tagged values (when a phase starts, its inputs are all there).
-TEST_CASE("the weight ring and the phase ordering: unpaced, cp.async copies, a small ring and grid barriers give the default's bits") {
+// Runs each variant on the tiny checkpoint (a prefill, 4 talker steps, a greedy and a sampled predictor frame) and
+// checks that every variant gives the first one's talker logits and hidden states and codes bit for bit.
+static void check_same_bits(const std::vector<cuda::CudaOptions>& variants) {
     const auto model = tiny(Device::cpu);
     const auto& c = model->config();
     const int64_t E = c.talker.stack.n_embd, G = c.talker.num_code_groups;
-    const std::vector<cuda::CudaOptions> variants = {{},
-                                                     {.ring_pace_kb = 0},
-                                                     {.ring_cp_async = true},
-                                                     {.test_ring_bytes = 4096},
-                                                     {.ring_cp_async = true, .test_ring_bytes = 4096},
-                                                     {.ring_pace_kb = 1, .test_ring_bytes = 4096},
-                                                     {.grid_barriers = true}};
     std::vector<std::vector<float>> logits;
     std::vector<std::vector<int32_t>> codes;
     for (const auto& opt : variants) {
@@ -140,17 +135,45 @@ TEST_CASE("the weight ring and the phase ordering: unpaced, cp.async copies, a s
             all.insert(all.end(), b.talker->hidden().begin(), b.talker->hidden().end());
         }
         logits.push_back(all);
-        std::vector<int32_t> frame(static_cast<size_t>(G));
-        frame[0] = 17;
-        b.predictor->predict(b.talker->hidden(), frame, {.do_sample = true, .temperature = 0.9f, .top_k = 50},
-                             CounterRng(3), 0);
-        codes.push_back(frame);
+        std::vector<int32_t> frames(static_cast<size_t>(2 * G));
+        frames[0] = frames[size_t(G)] = 17;
+        b.predictor->predict(b.talker->hidden(), std::span(frames).first(size_t(G)),
+                             {.do_sample = false, .repetition_penalty = 1.0f}, CounterRng(3), 0);
+        b.predictor->predict(b.talker->hidden(), std::span(frames).last(size_t(G)),
+                             {.do_sample = true, .temperature = 0.9f, .top_k = 50}, CounterRng(3), 0);
+        codes.push_back(frames);
     }
     for (size_t v = 1; v < variants.size(); ++v) {
         CAPTURE(v);
         CHECK(logits[v] == logits[0]);
         CHECK(codes[v] == codes[0]);
     }
+}
+
+TEST_CASE("the weight ring and the phase ordering: unpaced, cp.async copies, a small ring and grid barriers give the default's bits") {
+    check_same_bits({{},
+                     {.ring_pace_kb = 0},
+                     {.ring_cp_async = true},
+                     {.test_ring_bytes = 4096},
+                     {.ring_cp_async = true, .test_ring_bytes = 4096},
+                     {.ring_pace_kb = 1, .test_ring_bytes = 4096},
+                     {.grid_barriers = true}});
+}
+
+// RTX 30/40/50 GPUs (sm_86/89/120) give a block at most 99 KB of shared memory: both kernels must fit with the real
+// 0.6B shapes (before the predictor's sampling buffers were slimmed, its plan needed ~101 KB plus the ring and the
+// CUDA engine fell back to the CPU there), and the tiny checkpoint must give the same bits in that plan.
+TEST_CASE("99 KB of shared memory per block (RTX 30/40/50): the 0.6B kernels fit, and the bits are the default's") {
+    const auto model = Model::load_random("0.6b", 5, {.device = Device::cpu});
+    CHECK_NOTHROW(cuda::make_backends(model->config(), model->weights(), {.test_smem_bytes = 99 << 10}));
+    check_same_bits({{}, {.test_smem_bytes = 99 << 10}, {.ring_cp_async = true, .test_smem_bytes = 99 << 10}});
+}
+
+// A GPU with few SMs: the tiny predictor's 8 attention items on 3 CTAs put up to 3 items (warps, K/V slots) in one
+// CTA, and the talker's 4 heads take two rounds of items. One attention chunk per head in both, so that the talker's
+// softmax is the same computation.
+TEST_CASE("a grid of 3 CTAs gives the full grid's bits (several attention items and K/V slots per CTA)") {
+    check_same_bits({{.max_chunks = 1}, {.max_chunks = 1, .test_grid_ctas = 3}, {.max_chunks = 1, .test_grid_ctas = 5}});
 }
 
 TEST_CASE("CudaPredictor matches CpuPredictor") {
