@@ -1214,10 +1214,12 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
     // The weight ring takes the rest of the CTA's shared memory (the static part and 1 KB of slack excluded).
     const long long avail = smem_optin - 1024 - (long long)attr.sharedSizeBytes;
     m.ring_bytes = int((avail - plan.ring) & ~127ll);
-    if (predictor) m.ring_bytes = std::min(m.ring_bytes, kPredictorRingBytes);
     if (m.ring_bytes < 2 * ring_row_stride(K))
         throw_gpu_error("decode megakernel needs more shared memory than this GPU has");
     m.smem = size_t(plan.ring) + size_t(m.ring_bytes);
+    // The predictor's ring is capped (kPredictorRingBytes), but its blocks still take all the shared memory: the two
+    // kernels alternate on every SM, and one L1 / shared-memory split for both is the configuration measured.
+    if (predictor) m.ring_bytes = std::min(m.ring_bytes, kPredictorRingBytes);
     int per_sm = 0;
     QTTS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kCtaThreads, m.smem));
     if (per_sm < 1) throw_gpu_error("decode megakernel cannot be resident on this GPU (registers/shared memory)");
