@@ -2,12 +2,15 @@
 # Run ON THE GPU MACHINE: an A/B of kernel variants in one session (one machine, alternating runs, so the
 # comparison holds across machines of one kind). Each variant is built in its own copy of this tree:
 #   cur   the tree as it is
-#   base  the tree with .ab/base/ copied over it (e.g. `git show REV:cuda/x.cu > .ab/base/cuda/x.cu`)
+#   base  the tree with .ab/base/ copied over it (e.g. `git show REV:cuda/x.cu > .ab/base/cuda/x.cu`; give it every
+#         file that differs, headers included, or base fails to build:
+#         `for f in $(git diff --name-only REV -- cuda); do git show REV:$f > .ab/base/$f; done`)
 #   NAME  the tree after .ab/NAME.sh has run in the copy (a patch, e.g. a sed on a constant)
 # then `bench_cuda_backend --no-variants --steps 30 --frames 30` runs ROUNDS times per variant, alternating, and
 # prints each run's table rows and last codes (equal codes: the variants compute the same bits). .ab/NAME.args, if
 # present, adds bench arguments for variant NAME (e.g. `--variant pace=10 --variant pace=12`: one build, several
 # runtime settings); BENCH_ARGS adds arguments for every variant, and REUSE=1 runs the builds of a previous call.
+# TRACE=1 ends with one traced run per variant (the phase-trace tables of both kernels).
 # .ab/ is ignored by git (.git/info/exclude); name it in the run tool's carry with .debs.
 # Usage: bash scripts/device_ab.sh ROUNDS variant...
 set -uo pipefail
@@ -39,3 +42,11 @@ for r in $(seq "$rounds"); do
     echo "round $r $v: $line"
   done
 done
+if [ "${TRACE:-0}" = 1 ]; then
+  for v in "$@"; do
+    echo "== phase trace of $v"
+    # shellcheck disable=SC2086
+    timeout 120 "/tmp/ab_$v/build-device/bench_cuda_backend" --variant trace=1 --steps 30 --frames 30 ${BENCH_ARGS:-} 2>&1 |
+      sed -n '/phase trace/,$p'
+  done
+fi
