@@ -79,6 +79,9 @@ QTTS_HD inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 // values; predictor_attention).
 QTTS_HD inline int predictor_kv_slots(const StackDev& st, int n_cta) { return ceil_div(st.n_layer * st.n_head, n_cta); }
 QTTS_HD inline int predictor_kv_slot_floats(const StackDev& st, int n_groups) { return 2 * n_groups * st.head_dim; }
+QTTS_HD inline int predictor_kv_bytes(const StackDev& st, int n_cta, int n_groups) {
+    return predictor_kv_slots(st, n_cta) * predictor_kv_slot_floats(st, n_groups) * 4;
+}
 
 QTTS_HD inline int rows_max_of(const StackDev& st, int vocab, int in_dim, int n_cta) {
     const auto mx = [](int a, int b) { return a > b ? a : b; };
@@ -1050,9 +1053,8 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     const StackDev& st = a.stack;
     const int E = st.n_embd, G = a.n_groups, V = a.vocab;
     const int rows_max = rows_max_of(st, V, a.in_dim, gridDim.x);
-    const int kv_bytes = predictor_kv_slots(st, gridDim.x) * predictor_kv_slot_floats(st, G) * 4;
     const SmemPlan plan = make_smem_plan(max_k_of(st, a.in_dim), rows_max, st.head_dim, max(V, a.vocab0), G, 2, false,
-                                         kv_bytes);
+                                         predictor_kv_bytes(st, gridDim.x, G));
     if (threadIdx.x == 0) abandon = 0;
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr);
     if (threadIdx.x >= kMegaThreads) {
@@ -1203,7 +1205,7 @@ MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, i
         if (vocab_sample > 65536) throw_gpu_error("code predictor: the CUDA backend supports at most 65536 codes");
         if (predictor_kv_slots(st, m.n_cta) > kWarps)
             throw_gpu_error("code predictor: this GPU has too few SMs for the predictor's attention items");
-        kv_bytes = predictor_kv_slots(st, m.n_cta) * predictor_kv_slot_floats(st, n_groups) * 4;
+        kv_bytes = predictor_kv_bytes(st, m.n_cta, n_groups);
     }
     const SmemPlan plan = make_smem_plan(K, rows_max_of(st, vocab, in_dim, m.n_cta), st.head_dim, vocab_sample,
                                          n_groups, cols, !predictor, kv_bytes);
