@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -185,6 +186,7 @@ private:
 class SyncWords {
 public:
     SyncWords(double timeout_s, unsigned backoff_ns, int stall_cta) : words_(2), error_(1) {
+        timeout_s = watchdog_seconds(timeout_s);
         QTTS_CUDA_CHECK(cudaMemset(words_.get(), 0, words_.bytes()));
         QTTS_CUDA_CHECK(cudaMemset(error_.get(), 0, error_.bytes()));
         sync_.counter = words_.get();
@@ -842,6 +844,18 @@ private:
 };
 
 }  // namespace
+
+// QTTS_WATCHDOG_S replaces only the default: a timeout a caller chose itself (the watchdog test's) stays.
+double watchdog_seconds(double configured) {
+    if (configured != CudaOptions{}.timeout_s) return configured;
+    const char* v = std::getenv("QTTS_WATCHDOG_S");
+    if (!v || !*v) return configured;
+    char* end = nullptr;
+    const double s = std::strtod(v, &end);
+    if (*end || !(s > 0.0) || s > 1e6)
+        throw GpuError(fmt::format("QTTS_WATCHDOG_S={} is not a number of seconds", v), "unset it or give e.g. 600");
+    return s;
+}
 
 Backends make_backends(const ModelConfig& config, const ModelWeights& weights, const CudaOptions& options) {
     if (device_count() <= 0)

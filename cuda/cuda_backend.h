@@ -17,6 +17,7 @@ struct CudaOptions {
     int max_chunks = 8;         // most attention chunks per head in a decode step (fewer when CTAs are few)
     bool ring_cp_async = false; // weight ring copies with cp.async (the pre-Hopper path) instead of bulk copies
     double timeout_s = 2.0;     // watchdog: a CTA waiting longer than this for another's values fails with GpuError
+                                // (the environment's QTTS_WATCHDOG_S replaces this default, e.g. under compute-sanitizer)
     unsigned backoff_ns = 0;    // sleep between polls for another CTA's values or a grid barrier (0: spin)
     bool trace = false;         // record per-CTA phase end / next-input times (CudaTimed::trace_report)
     int test_stall_cta = -1;    // tests only: this CTA never publishes anything (proves the watchdog)
@@ -36,6 +37,11 @@ struct CudaOptions {
 void register_backend();
 // Builds both backends on the current device; throws GpuError (no device, out of memory, unsupported shape).
 Backends make_backends(const ModelConfig& config, const ModelWeights& weights, const CudaOptions& options = {});
+
+// The watchdog (seconds) of a backend built with CudaOptions::timeout_s = `configured`: the environment's
+// QTTS_WATCHDOG_S (seconds, > 0) replaces the default, for runs that slow the kernels by orders of magnitude
+// (compute-sanitizer). Throws GpuError for a value that is not a positive number of seconds.
+double watchdog_seconds(double configured);
 
 // Implemented by the CUDA backends: device time of the most recent prefill / step / frame launch sequence.
 class CudaTimed {

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -73,6 +75,27 @@ TEST_CASE("a CTA that never publishes becomes a GpuError within the watchdog tim
     fresh.talker->prefill(embeds, 3);
     fresh.talker->step(std::span(embeds).first(size_t(E)));
 }
+
+TEST_SUITE("no_gpu") {
+TEST_CASE("QTTS_WATCHDOG_S replaces the default watchdog only; a value that is not seconds is a GpuError") {
+    // No GPU needed. The environment is restored: compute-sanitizer runs set it for every test of this binary.
+    const char* prev = std::getenv("QTTS_WATCHDOG_S");
+    const std::string saved = prev ? prev : "";
+    const double dflt = cuda::CudaOptions{}.timeout_s;
+    unsetenv("QTTS_WATCHDOG_S");
+    CHECK(cuda::watchdog_seconds(dflt) == dflt);
+    setenv("QTTS_WATCHDOG_S", "600", 1);
+    CHECK(cuda::watchdog_seconds(dflt) == 600.0);
+    CHECK(cuda::watchdog_seconds(0.2) == 0.2);  // a caller's own timeout (the stall test's) stays
+    for (const char* bad : {"soon", "-1", "0", "10s"}) {
+        setenv("QTTS_WATCHDOG_S", bad, 1);
+        CHECK_THROWS_WITH_AS(cuda::watchdog_seconds(dflt),
+                             (std::string("QTTS_WATCHDOG_S=") + bad + " is not a number of seconds").c_str(), GpuError);
+    }
+    if (prev) setenv("QTTS_WATCHDOG_S", saved.c_str(), 1);
+    else unsetenv("QTTS_WATCHDOG_S");
+}
+}  // TEST_SUITE
 
 TEST_CASE("out of GPU memory at load is a GpuError, and --device auto falls back to the CPU") {
     if (cuda::device_count() == 0) return;
