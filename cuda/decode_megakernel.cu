@@ -569,6 +569,8 @@ __device__ void predictor_attention(const Grid& g, const StackDev& st, int layer
             const int d = lane + 32 * i;
             if (d < hd) ks[pos * hd + d] = k[i], vs[pos * hd + d] = x[2 * D + i];
         }
+        fine_mark(g.ctl, kFinePrep);  // fine trace (warp 0 of the CTAs whose first item it is): prep = norm, RoPE and
+                                      // append, mma = the scores, reduce = softmax and values, store = the stores
         // Scores (attend_block's arithmetic), four keys at a time; lane j keeps key j's.
         float mine = -INFINITY;
         for (int j0 = 0; j0 <= pos; j0 += 4) {
@@ -590,6 +592,7 @@ __device__ void predictor_attention(const Grid& g, const StackDev& st, int layer
             for (int u = 0; u < 4; ++u)
                 if (lane == j0 + u && j0 + u <= pos) mine = part[u] * scale;
         }
+        fine_mark(g.ctl, kFineMma);
         const float mx = warp_max(mine);
         const float e = lane <= pos ? expf(mine - mx) : 0.0f;
         const float pr = e * (1.0f / warp_sum(e));
@@ -600,9 +603,11 @@ __device__ void predictor_attention(const Grid& g, const StackDev& st, int layer
             for (int i = 0; i < D; ++i)
                 if (lane + 32 * i < hd) o[i] = fmaf(pj, vs[j * hd + lane + 32 * i], o[i]);
         }
+        fine_mark(g.ctl, kFineReduce);
 #pragma unroll
         for (int i = 0; i < D; ++i)
             if (lane + 32 * i < hd) st_tagged(sc.attn + p * Q + h * hd + lane + 32 * i, o[i], g.out_tag());
+        fine_mark(g.ctl, kFineStore);
     }
 }
 
