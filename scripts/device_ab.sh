@@ -10,7 +10,8 @@
 # prints each run's table rows and last codes (equal codes: the variants compute the same bits). .ab/NAME.args, if
 # present, adds bench arguments for variant NAME (e.g. `--variant pace=10 --variant pace=12`: one build, several
 # runtime settings); BENCH_ARGS adds arguments for every variant, and REUSE=1 runs the builds of a previous call.
-# TRACE=1 ends with one traced run per variant (the phase-trace tables of both kernels).
+# TRACE=1 ends with one traced run per variant (the phase-trace tables of both kernels), then the rounds again in
+# one compact line each ([config] talker-ms predictor-ms), since the run tool returns only the output's end.
 # .ab/ is ignored by git (.git/info/exclude); name it in the run tool's carry with .debs.
 # Usage: bash scripts/device_ab.sh ROUNDS variant...
 set -uo pipefail
@@ -33,13 +34,14 @@ for v in "$@"; do
     bash scripts/device_build_and_test.sh >/dev/null 2>&1; grep -E "built|FAILED" /tmp/ab_out_$v/summary.txt | sed "s/^/$v: /") &
 done
 wait
+rounds_log=$(mktemp)
 for r in $(seq "$rounds"); do
   for v in "$@"; do
     args=$(cat ".ab/$v.args" 2>/dev/null)
     # shellcheck disable=SC2086
     line=$(timeout 120 "/tmp/ab_$v/build-device/bench_cuda_backend" --no-variants --steps 30 --frames 30 ${BENCH_ARGS:-} $args 2>&1 |
       grep -E "^\| [^v-]|last codes|rror" | tr '\n' ' ')
-    echo "round $r $v: $line"
+    echo "round $r $v: $line" | tee -a "$rounds_log"
   done
 done
 if [ "${TRACE:-0}" = 1 ]; then
@@ -49,4 +51,8 @@ if [ "${TRACE:-0}" = 1 ]; then
     timeout 120 "/tmp/ab_$v/build-device/bench_cuda_backend" --variant trace=1 --steps 30 --frames 30 ${BENCH_ARGS:-} 2>&1 |
       sed -n '/phase trace/,$p'
   done
+  # The run tool returns only the end of the output: the rounds again, compactly, after the long trace tables.
+  echo "== rounds (device ms: talker step, predictor frame; codes: the last frame's, equal = same bits)"
+  sed -E 's/\[[^]]*\] logits finite: yes; //g; s/last codes:([ 0-9]*)/codes\1 /g; s/\| ([^|]*) \| [0-9.]+ \/ ([0-9.]+) \| [0-9]+% \| [0-9.]+ \/ ([0-9.]+) \|[^|]*\|[^|]*\|/[\1] \2 \3/g' "$rounds_log"
 fi
+rm -f "$rounds_log"
