@@ -211,9 +211,10 @@ private:
                    "another program may be using the GPU's SMs; rerun, or use --device cpu");
 }
 
-// The settings of CudaOptions applied to a planned launch (ring copy method, pacing, test ring size, barriers).
+// The limits a launch is planned within (the test options that emulate a smaller GPU).
 LaunchLimits launch_limits(const CudaOptions& o) { return {.ctas = o.test_grid_ctas, .smem_bytes = o.test_smem_bytes}; }
 
+// The settings of CudaOptions applied to a planned launch (ring copy method, pacing, test ring size, barriers).
 MegaLaunch with_launch_options(MegaLaunch m, const CudaOptions& o) {
     m.barriers = o.grid_barriers ? 1 : 0;
     m.cp_async = o.ring_cp_async ? 1 : 0;
