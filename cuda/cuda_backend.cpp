@@ -131,6 +131,8 @@ public:
         dev_.n_kv_head = int(c.n_kv_head);
         dev_.head_dim = int(c.head_dim);
         dev_.eps = float(c.rms_eps);
+        dev_.attn_scale = 1.0f / std::sqrt(float(c.head_dim));
+        dev_.inv_hd = 1.0f / float(c.head_dim);
         for (int64_t l = 0; l < c.n_layer; ++l) dev_.layers[l] = layers[size_t(l)];
         dev_.final_norm = norms_.get() + final_off;
         theta_ = c.rope_theta;

@@ -320,7 +320,7 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
     const LayerDev& L = st.layers[layer];
     const int hd = st.head_dim, q_dim = st.q_dim(), kv_dim = st.kv_dim(), group = st.n_head / st.n_kv_head;
     const int n_items = st.n_head * n_chunks, npos = pos + 1, half = hd >> 1;
-    const float scale = 1.0f / sqrtf(float(hd));
+    const float scale = st.attn_scale;
     const float* cs = st.rope_cos + size_t(pos) * half;
     const float* sn = st.rope_sin + size_t(pos) * half;
     float* kc = st.k_cache + size_t(layer) * st.capacity * kv_dim;
@@ -349,8 +349,8 @@ __device__ void phase_attention(const Grid& g, const StackDev& st, int layer, in
         }
         work_sync();
         poll_done(g.ctl);
-        if (warp == 0) norm_rope_apply(sm.att_q, nr, hd, st.eps);
-        if (warp == 1 && has_new) norm_rope_apply(sm.att_k, nr, hd, st.eps);
+        if (warp == 0) norm_rope_apply(sm.att_q, nr, hd, st.inv_hd, st.eps);
+        if (warp == 1 && has_new) norm_rope_apply(sm.att_k, nr, hd, st.inv_hd, st.eps);
         work_sync();
         fine_mark(g.ctl, kFinePrep);  // fine trace of this phase: prep = q/k norm + RoPE, mma = the scores and
                                       // values, reduce = the chunk counter, store = the combine
@@ -546,15 +546,19 @@ __device__ void predictor_attention(const Grid& g, const StackDev& st, int layer
     for (int p = 0; p < NP; ++p)
         rope_lanes_load(cs[p], sn[p], st.rope_cos + size_t(pos0 + p) * half, st.rope_sin + size_t(pos0 + p) * half, hd);
     const VecIn in = g.in(sc.qkv);
-    const float scale = 1.0f / sqrtf(float(hd));
-    // Value k = kind · D + i: dim lane + 32 i of q (kind 0), k (1) or v (2).
-    const int row[3] = {h * hd, Q + kvh * hd, Q + KV + kvh * hd};
+    const float scale = st.attn_scale;
+    // Value k = kind · D + i: dim lane + 32 i of q (kind 0), k (1) or v (2); the three rows' addresses once, so a
+    // poll retry adds only constant offsets.
+    const Tagged* const base[3] = {in.t + h * hd + lane, in.t + Q + kvh * hd + lane, in.t + Q + KV + kvh * hd + lane};
+    bool dim_ok[D];
+#pragma unroll
+    for (int i = 0; i < D; ++i) dim_ok[i] = lane + 32 * i < hd;
 #pragma unroll
     for (int p = 0; p < NP; ++p) {
         const int pos = pos0 + p;
         const auto at = [&](int k) -> const Tagged* {
-            const int i = k % D, d = lane + 32 * i;
-            return d < hd ? in.t + p * R + row[k / D] + d : nullptr;
+            const int i = k % D;
+            return dim_ok[i] ? base[k / D] + p * R + 32 * i : nullptr;
         };
         float x[3 * D];
         wait_gather<3 * D>(at, in.tag, in.ctl, x);
@@ -562,8 +566,8 @@ __device__ void predictor_attention(const Grid& g, const StackDev& st, int layer
         float q[D], k[D];
 #pragma unroll
         for (int i = 0; i < D; ++i) q[i] = x[i], k[i] = x[D + i];
-        norm_rope_lanes(q, qw, cs[p], sn[p], hd, st.eps);
-        norm_rope_lanes(k, kw, cs[p], sn[p], hd, st.eps);
+        norm_rope_lanes(q, qw, cs[p], sn[p], hd, st.inv_hd, st.eps);
+        norm_rope_lanes(k, kw, cs[p], sn[p], hd, st.inv_hd, st.eps);
 #pragma unroll
         for (int i = 0; i < D; ++i) {
             const int d = lane + 32 * i;

@@ -418,12 +418,13 @@ __device__ __forceinline__ void norm_rope_load(NormRopeRegs& r, const float* w, 
     }
 }
 // One warp: v (shared, [hd]) = RoPE(w ⊙ v / rms(v)), rotate-half pairing (d, d + hd/2).
-__device__ __forceinline__ void norm_rope_apply(float* v, const NormRopeRegs& r, int hd, float eps) {
+// inv_hd = 1 / hd (StackDev::inv_hd; hd a power of two, so ss * inv_hd == ss / hd).
+__device__ __forceinline__ void norm_rope_apply(float* v, const NormRopeRegs& r, int hd, float inv_hd, float eps) {
     const int lane = threadIdx.x & 31, half = hd >> 1;
     float ss = 0.0f;
     for (int d = lane; d < hd; d += 32) ss = fmaf(v[d], v[d], ss);
     ss = warp_sum(ss);
-    const float inv = 1.0f / sqrtf(ss / float(hd) + eps);
+    const float inv = 1.0f / sqrtf(ss * inv_hd + eps);
 #pragma unroll
     for (int i = 0; i < kMaxHeadDim / 32; ++i)
         if (lane + 32 * i < hd) v[lane + 32 * i] = r.w[i] * (v[lane + 32 * i] * inv);
@@ -442,7 +443,7 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, int hd,
                                                const float* sn) {
     NormRopeRegs r;
     norm_rope_load(r, w, hd, cs, sn);
-    norm_rope_apply(v, r, hd, eps);
+    norm_rope_apply(v, r, hd, 1.0f / float(hd), eps);
 }
 
 // ---- the same in registers (the predictor's attention): lane-held dims d = lane + 32 i (i < kDimsPerLane; 0 past hd) ----
@@ -474,13 +475,13 @@ __device__ __forceinline__ void rope_lanes_load(float (&c)[kDimsPerLane], float 
 // product rounded before the sum (no FMA contraction, as the CPU's Rope::apply).
 __device__ __forceinline__ void norm_rope_lanes(float (&v)[kDimsPerLane], const float (&w)[kDimsPerLane],
                                                 const float (&c)[kDimsPerLane], const float (&s)[kDimsPerLane], int hd,
-                                                float eps) {
+                                                float inv_hd, float eps) {
     const int lane = threadIdx.x & 31, half = hd >> 1;
     float ss = 0.0f;
 #pragma unroll
     for (int i = 0; i < kDimsPerLane; ++i) ss = fmaf(v[i], v[i], ss);
     ss = warp_sum(ss);
-    const float inv = 1.0f / sqrtf(ss / float(hd) + eps);
+    const float inv = 1.0f / sqrtf(ss * inv_hd + eps);
 #pragma unroll
     for (int i = 0; i < kDimsPerLane; ++i) v[i] = w[i] * (v[i] * inv);
     float pv[kDimsPerLane];

@@ -41,6 +41,8 @@ struct LayerDev {
 struct StackDev {
     int n_layer = 0, n_embd = 0, n_ff = 0, n_head = 0, n_kv_head = 0, head_dim = 0;
     float eps = 1e-6f;
+    float attn_scale = 0.0f;  // 1 / sqrt(head_dim), rounded as the CPU's (set by the host: one IEEE sqrt and division)
+    float inv_hd = 0.0f;      // 1 / head_dim, exact (head_dim is a power of two): x * inv_hd == x / head_dim
     LayerDev layers[kMaxLayers];       // [n_layer] used
     const float* final_norm = nullptr; // [E]
     float* k_cache = nullptr;          // [n_layer][capacity][kv_dim] post-norm, post-RoPE keys
