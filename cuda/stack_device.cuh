@@ -292,6 +292,7 @@ struct RowSrc {
     const uint16_t* a = nullptr;
     const uint16_t* b = nullptr;
     int n_a = 0, n = 0, K = 0;
+    int per = 0;  // rows per ring chunk when known (the consumers' row table), else 0: ring_chunk_rows computes it
     __device__ __forceinline__ const uint16_t* row(int i) const {
         return i < n_a ? a + size_t(i) * K : b + size_t(i - n_a) * K;
     }

@@ -251,7 +251,8 @@ struct RingReader {
     template <int C>
     __device__ void matvec(const RowSrc& src, const uint16_t* xsp, float* const (&part)[C],
                            float* const (&res)[C]) {
-        const int RS = ring_row_stride(src.K), per = ring_chunk_rows(src.n, src.K, ring_bytes, chunk_rows);
+        const int RS = ring_row_stride(src.K),
+                  per = src.per > 0 ? src.per : ring_chunk_rows(src.n, src.K, ring_bytes, chunk_rows);
         fine_mark(ctl, kFinePrep);
         for (int r0 = 0; r0 < src.n; r0 += per, ++item) {
             const int rows = min(per, src.n - r0), slot = item % kRingSlots;
