@@ -9,7 +9,7 @@
 #        TARGETS (default: qtts_cuda_tests bench_cuda_backend; add qtts for the CLI),
 #        SOAK=N (also build qtts_soak and synthesize N utterances on random 0.6B weights),
 #        SANITIZE=1 (compute-sanitizer memcheck, racecheck and synccheck on qtts_cuda_tests, watchdog 600 s; SANITIZE_TOOLS to pick; SANITIZE_ARGS:
-#        doctest filters, e.g. -tce='*full-size*'), E2E=1 (qtts bench, random 0.6B, vocoder chunks 1, 4 and the 1-32 ramp;
+#        doctest filters, e.g. -tce='*full-size*'; SANITIZE_TIMEOUT_S: each tool's limit, default 300), E2E=1 (qtts bench, random 0.6B, vocoder chunks 1, 4 and the 1-32 ramp;
 #        E2E_CHUNKS to pick, e.g. "ramp16 ramp16host": a "host" suffix runs the host frame loop),
 #        NCU_PREFILL=1 (GPU time per kernel kind of one talker prefill of NCU_PREFILL_N=20 positions),
 #        NCU_SOURCE=1 (warp-stall samples of one talker step and one predictor frame per SASS instruction, joined
@@ -78,7 +78,7 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   # The tools slow the persistent kernels by orders of magnitude: a poll can outlast the 2 s default watchdog.
   export QTTS_WATCHDOG_S="${QTTS_WATCHDOG_S:-600}"
   for tool in ${SANITIZE_TOOLS:-memcheck racecheck synccheck}; do
-    timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 9 "$build/qtts_cuda_tests" ${SANITIZE_ARGS:-} >"$out/sanitize_$tool.log" 2>&1
+    timeout "${SANITIZE_TIMEOUT_S:-300}" compute-sanitizer --tool "$tool" --error-exitcode 9 "$build/qtts_cuda_tests" ${SANITIZE_ARGS:-} >"$out/sanitize_$tool.log" 2>&1
     log "compute-sanitizer $tool exit $? ($(grep -cE '^========= (Invalid|Race|Barrier|Error)' "$out/sanitize_$tool.log") reports): $(tail -1 "$out/sanitize_$tool.log")"
   done
 fi
