@@ -6,7 +6,7 @@
 //        [--variant KEY=V,KEY=V...]... [--rounds N]
 // --variant measures CudaOptions settings instead of the built-in variants (repeatable; keys: pace = ring_pace_kb,
 // chunk = ring_chunk_rows, chunks = max_chunks, trace = 0/1, backoff = backoff_ns, ring = at most this many KB of
-// weight ring, 0: all the shared memory left); --rounds N runs the list N
+// weight ring, 0: all the shared memory left, table = 0/1 the predictor's layer-0 table); --rounds N runs the list N
 // times, alternating, so drifts of the machine hit every variant alike.
 #include <algorithm>
 #include <chrono>
@@ -110,6 +110,7 @@ bool parse_variant(const std::string& spec, cuda::CudaOptions& o) {
         else if (key == "trace") o.trace = v != 0;
         else if (key == "backoff") o.backoff_ns = unsigned(v);
         else if (key == "ring") o.test_ring_bytes = v * 1024;
+        else if (key == "table") o.predictor_table = v != 0;
         else return false;
         at = end + 1;
     }
@@ -137,7 +138,7 @@ int main(int argc, char** argv) {
         else {
             std::fprintf(stderr,
                          "usage: %s [--size 0.6b|1.7b] [--context N] [--steps N] [--frames N] [--prefill N] "
-                         "[--no-variants] [--variant pace=KB,chunk=ROWS,chunks=N,trace=0|1,backoff=NS,ring=KB]... [--rounds N]\n",
+                         "[--no-variants] [--variant pace=KB,chunk=ROWS,chunks=N,trace=0|1,backoff=NS,ring=KB,table=0|1]... [--rounds N]\n",
                          argv[0]);
             return 2;
         }
@@ -199,7 +200,10 @@ int main(int argc, char** argv) {
     std::vector<float> embeds(size_t(std::max(context, prefill_len) * E));
     for (size_t i = 0; i < embeds.size(); ++i) embeds[i] = float(double(mix(i) >> 11) * 0x1.0p-53 - 0.5);
     for (const auto& [name, opt] : configs) {
+        const double t_build = now_ms();
         Backends b = cuda::make_backends(cfg, w, opt);
+        std::printf("[%s] backends built in %.0f ms (weights uploaded, the predictor's layer-0 table if on)\n",
+                    name.c_str(), now_ms() - t_build);
         auto* tt = dynamic_cast<cuda::CudaTimed*>(b.talker.get());
         auto* tp = dynamic_cast<cuda::CudaTimed*>(b.predictor.get());
         Result r{name, 0, 0, 0, 0, 0};

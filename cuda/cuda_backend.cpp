@@ -586,11 +586,14 @@ public:
         out_ = PinnedBuffer<int>(size_t(G_) + 1);
         grid_ = with_launch_options(plan_predictor_launch(st, vocab_, vocab0_, in_dim_, G_, o.max_chunks, launch_limits(o)),
                                     o);
+        if (o.predictor_table && G_ >= 3) build_table(p.mtp_w.has_value());
         trace_.init(o.trace, grid_.n_cta);
         for (int t = 1; t < G_; ++t) {  // pass 1 runs positions 0 and 1 together
-            if (p.mtp_w) trace_cls_.push_back(6);
+            const bool tab = t >= 2 && table_.size() > 0;
+            if (p.mtp_w && !tab) trace_cls_.push_back(6);
             for (int l = 0; l < st.n_layer; ++l)
-                for (int k = 0; k < 5; ++k) trace_cls_.push_back(t >= 2 && l == 0 && k == 0 && !p.mtp_w ? 7 : k);
+                for (int k = l == 0 && tab ? 1 : 0; k < 5; ++k)
+                    trace_cls_.push_back(t >= 2 && l == 0 && (tab ? k == 1 : k == 0 && !p.mtp_w) ? 7 : k);
             trace_cls_.push_back(5);
         }
         stack_.ensure_capacity(G_, 0, stream_.get());
@@ -624,7 +627,8 @@ public:
             throw_watchdog("code predictor");
         }
         for (int k = 1; k < G_; ++k) codes[size_t(k)] = out_.get()[k];
-        trace_.collect(trace_cls_, {"qkv", "attention", "o-proj", "gate/up", "down", "head", "mtp", "sample+qkv"});
+        trace_.collect(trace_cls_, {"qkv", "attention", "o-proj", "gate/up", "down", "head", "mtp",
+                                    table_.size() > 0 ? "sample+attention" : "sample+qkv"});
     }
     std::string name() const override { return "cuda"; }
     double last_device_ms() const override { return last_ms_; }
@@ -646,6 +650,40 @@ public:
     }
 
 private:
+    // Layer 0's table (PredictorFrameArgs::qkv0): the input of pass t (2 .. G-1) is a row of codebook t-1's
+    // embedding, so its projection, RMSNorm and QKV product are functions of the code alone, computed here for every
+    // code with the prefill kernels (the same norm arithmetic; the GEMM sums in another order, ~1e-7 relative).
+    // A pass then starts with layer 0's attention reading its row: one phase fewer, with its handoff.
+    void build_table(bool mtp) {
+        const StackDev& st = stack_.dev();
+        const int R = st.q_dim() + 2 * st.kv_dim(), row = R + (mtp ? E_ : 0), tables = G_ - 2;
+        const size_t n = size_t(tables) * size_t(vocab_) * size_t(row);
+        size_t free_bytes = 0, total = 0;
+        QTTS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+        if (n * 4 + (size_t(1) << 30) > free_bytes) return;  // short of memory: the passes compute layer 0 themselves
+        table_ = DeviceBuffer<float>(n);
+        DeviceBuffer<float> x(size_t(vocab_) * in_dim_), xn(size_t(vocab_) * E_);
+        cudaStream_t s = stream_.get();
+        for (int j = 0; j < tables; ++j) {
+            float* tab = table_.get() + size_t(j) * vocab_ * row;
+            launch_bf16_to_f32(emb_.get() + size_t(j) * vocab_ * in_dim_, x.get(), size_t(vocab_) * in_dim_, s);
+            const float* in = x.get();
+            int ld = in_dim_;
+            if (mtp) {  // the projected input b + W x, also the residual of layer 0
+                launch_fill_rows(tab + R, row, mtp_b_.get(), vocab_, E_, s);
+                launch_gemm_bf16({.x = x.get(), .w = mtp_w_.get(), .y = tab + R, .n = vocab_, .R = E_, .K = in_dim_,
+                                  .ldx = in_dim_, .ldy = row, .accumulate = 1},
+                                 s);
+                in = tab + R, ld = row;
+            }
+            launch_rms_norm_rows(in, ld, st.layers[0].input_norm, xn.get(), E_, vocab_, E_, st.eps, s);
+            launch_gemm_bf16({.x = xn.get(), .w = st.layers[0].wqkv, .y = tab, .n = vocab_, .R = R, .K = E_, .ldx = E_,
+                              .ldy = row},
+                             s);
+        }
+        QTTS_CUDA_CHECK(cudaStreamSynchronize(s));
+    }
+
     PredictorFrameArgs frame_args(const float* talker_hidden, const SamplerSettings& s, uint64_t seed, uint64_t frame,
                                   int* codes_out) {
         PredictorFrameArgs a;
@@ -661,6 +699,7 @@ private:
         a.heads = heads_.get();
         a.mtp_w = mtp_w_.get();
         a.mtp_b = mtp_b_.get();
+        a.qkv0 = table_.size() > 0 ? table_.get() : nullptr;
         a.in_dim = in_dim_;
         a.vocab = vocab_;
         a.vocab0 = vocab0_;
@@ -678,7 +717,7 @@ private:
     MegaLaunch grid_;
     DeviceBuffer<uint16_t> emb0_, emb_, heads_, mtp_w_;
     ScratchBuffers scratch_;
-    DeviceBuffer<float> mtp_b_, hidden_d_;
+    DeviceBuffer<float> mtp_b_, hidden_d_, table_;
     DeviceBuffer<unsigned long long> logits_d_, xproj_;
     DeviceBuffer<int> codes_d_;
     PinnedBuffer<float> in_;

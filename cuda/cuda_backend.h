@@ -31,6 +31,9 @@ struct CudaOptions {
                                 // with few SMs (several attention items and predictor K/V slots per CTA)
     int test_smem_bytes = 0;    // tests only: plan for this much shared memory per block (0: the device's), e.g.
                                 // 99 KB as on RTX 30/40/50 GPUs
+    bool predictor_table = true; // code predictor: layer 0's q/k/v of every code of codebooks 1 .. G-2 computed
+                                // once at load (0.6B: 470 MB), so passes 2 .. G-1 skip their first QKV phase (and
+                                // the input projection); left out when free GPU memory is short
 };
 
 // Registers the CUDA factory with core when qtts::cuda::device_count() > 0; otherwise does nothing.

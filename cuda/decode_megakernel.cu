@@ -501,14 +501,17 @@ __device__ void phase_head(const Grid& g, const StackDev& st, const uint16_t* he
 // Runs every layer for one position; attention(l) is layer l's attention phase (the talker's phase_attention or
 // the predictor's predictor_attention). On return the last phase has ended. False when this CTA gave up (the
 // caller must return).
+// skip_qkv0: layer 0's attention reads its q/k/v elsewhere (the predictor's table), so its QKV phase does not run.
 template <class Attention>
 __device__ bool run_layers(Grid& g, const StackDev& st, VecIn x0, const MegaScratch& sc, Work& wk,
-                           Attention attention) {
+                           Attention attention, bool skip_qkv0 = false) {
     for (int l = 0; l < st.n_layer; ++l) {
         const LayerDev& L = st.layers[l];
         const VecIn in = l == 0 ? x0 : g.in(sc.h);
-        phase_qkv(g, st, L, in, sc, wk);
-        if (!g.next()) return false;
+        if (l > 0 || !skip_qkv0) {
+            phase_qkv(g, st, L, in, sc, wk);
+            if (!g.next()) return false;
+        }
         attention(l);
         if (!g.next()) return false;
         phase_oproj(g, st, L, l == 0 ? x0 : VecIn{.t = sc.h}, sc, wk);
@@ -556,10 +559,11 @@ __device__ void phase_qkv2(const Grid& g, const StackDev& st, const LayerDev& L,
 // attends to itself only, outputs v0 exactly.
 
 // NP new positions pos0 .. pos0 + NP - 1 (the first pass: 2, q/k/v of column p at offset p · (q_dim + 2 kv_dim)),
-// polled one position at a time (polling both at once spilled 536 bytes in this kernel).
+// polled one position at a time (polling both at once spilled 536 bytes in this kernel). `table` (NP = 1): q/k/v
+// are read from this row, written before the launch (the predictor's layer-0 table), instead of polled.
 template <int NP>
 __device__ void predictor_attention(const Grid& g, const StackDev& st, int layer, int pos0, int n_groups,
-                                    const MegaScratch& sc, const Smem& sm) {
+                                    const MegaScratch& sc, const Smem& sm, const float* table = nullptr) {
     constexpr int D = kDimsPerLane;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int h = warp * g.n_cta + g.cta - layer * st.n_head;
@@ -580,7 +584,8 @@ __device__ void predictor_attention(const Grid& g, const StackDev& st, int layer
     const float scale = st.attn_scale;
     // Value k = kind · D + i: dim lane + 32 i of q (kind 0), k (1) or v (2); the three rows' addresses once, so a
     // poll retry adds only constant offsets.
-    const Tagged* const base[3] = {in.t + h * hd + lane, in.t + Q + kvh * hd + lane, in.t + Q + KV + kvh * hd + lane};
+    const int off[3] = {h * hd + lane, Q + kvh * hd + lane, Q + KV + kvh * hd + lane};
+    const Tagged* const base[3] = {in.t + off[0], in.t + off[1], in.t + off[2]};
     bool dim_ok[D];
 #pragma unroll
     for (int i = 0; i < D; ++i) dim_ok[i] = lane + 32 * i < hd;
@@ -592,7 +597,12 @@ __device__ void predictor_attention(const Grid& g, const StackDev& st, int layer
             return dim_ok[i] ? base[k / D] + p * R + 32 * i : nullptr;
         };
         float x[3 * D];
-        wait_gather<3 * D>(at, in.tag, in.ctl, x);
+        if (table) {
+#pragma unroll
+            for (int k = 0; k < 3 * D; ++k) x[k] = dim_ok[k % D] ? __ldg(table + off[k / D] + 32 * (k % D)) : 0.0f;
+        } else {
+            wait_gather<3 * D>(at, in.tag, in.ctl, x);
+        }
         if (p == 0) poll_done(g.ctl);
         float q[D], k[D];
 #pragma unroll
@@ -1099,16 +1109,30 @@ __device__ void phase_project2(const Grid& g, const PredictorFrameArgs& a, VecIn
     }
 }
 
+// Weight phases of a pass: [the mtp projection], the layers, the head. Passes 2 .. G-1 with the layer-0 table
+// skip the projection and layer 0's QKV (their first `predictor_table_skip` phases).
 __device__ __forceinline__ int predictor_phases_per_pass(const PredictorFrameArgs& a) {
     return kLayerPhases * a.stack.n_layer + 1 + (a.mtp_w ? 1 : 0);
 }
+__device__ __forceinline__ int predictor_table_skip(const PredictorFrameArgs& a) {
+    return a.qkv0 ? 1 + (a.mtp_w ? 1 : 0) : 0;
+}
+__device__ __forceinline__ int predictor_weight_phases(const PredictorFrameArgs& a) {
+    return (a.n_groups - 1) * predictor_phases_per_pass(a) - (a.n_groups - 2) * predictor_table_skip(a);
+}
 
 // The predictor's weight phases in launch order: for each pass t = 1 .. G-1, [the mtp projection], the
-// layers, then lm_head[t - 1].
+// layers, then lm_head[t - 1] (less the skipped phases of passes 2 .. G-1).
 __device__ Rows predictor_rows(const PredictorFrameArgs& a, int w, int cta, int n_cta) {
     const StackDev& st = a.stack;
-    const int mtp = a.mtp_w ? 1 : 0, per_pass = predictor_phases_per_pass(a);
-    const int t = w / per_pass + 1, r = w % per_pass - mtp;
+    const int mtp = a.mtp_w ? 1 : 0, per_pass = predictor_phases_per_pass(a), skip = predictor_table_skip(a);
+    int t = 1, r = w;
+    if (w >= per_pass) {
+        const int later = per_pass - skip;
+        t = 2 + (w - per_pass) / later;
+        r = (w - per_pass) % later + skip;
+    }
+    r -= mtp;
     if (r < 0) return matrix_rows(a.mtp_w, st.n_embd, a.in_dim, cta, n_cta);
     if (r == kLayerPhases * st.n_layer)
         return matrix_rows(a.heads + size_t(t - 1) * a.vocab * st.n_embd, a.vocab, st.n_embd, cta, n_cta);
@@ -1132,7 +1156,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     if (threadIdx.x == 0) abandon = 0;
     Work wk = start_work(smem_raw, plan, rows_max, cfg, a.sync.error, a.sync.trace ? ring_prof : nullptr, st);
     if (threadIdx.x >= kMegaThreads) {
-        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg, (G - 1) * predictor_phases_per_pass(a),
+        ring_produce(wk.sm.ring_state, wk.sm.ring, cfg, predictor_weight_phases(a),
                      [&](int w) { return predictor_rows(a, w, wk.cta, wk.n_cta).src; }, a.sync.error, &abandon);
         return;
     }
@@ -1180,6 +1204,14 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
             }
             if (!run_layers2(g, st, x0, x1, G, a.s, wk)) return;
             head_in += E;
+        } else if (a.qkv0) {
+            // Layer 0's q/k/v (and the projected input, with mtp) of this code from the table: no projection or
+            // QKV phase.
+            const int R = st.q_dim() + 2 * st.kv_dim();
+            const float* row = a.qkv0 + (size_t(t - 2) * V + sm.codes[t - 1]) * size_t(R + (a.mtp_w ? E : 0));
+            const VecIn x = a.mtp_w ? VecIn{.f = row + R} : VecIn{.b = a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
+            const auto attention = [&](int l) { predictor_attention<1>(g, st, l, t, G, a.s, sm, l == 0 ? row : nullptr); };
+            if (!run_layers(g, st, x, a.s, wk, attention, true)) return;
         } else {
             VecIn x{.b = a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
             if (a.mtp_w) {

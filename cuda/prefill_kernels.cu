@@ -245,7 +245,28 @@ __global__ void silu_mul_kernel(const float* gate, const float* up, float* act, 
     }
 }
 
+__global__ void bf16_to_f32_kernel(const uint16_t* src, float* dst, size_t count) {
+    const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < count) dst[i] = bf16_at(src, i);
+}
+
+__global__ void fill_rows_kernel(float* y, int ldy, const float* b, int E) {
+    for (int i = threadIdx.x; i < E; i += blockDim.x) y[size_t(blockIdx.x) * ldy + i] = b[i];
+}
+
 }  // namespace
+
+void launch_bf16_to_f32(const uint16_t* src, float* dst, size_t count, cudaStream_t stream) {
+    if (count == 0) return;
+    bf16_to_f32_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(src, dst, count);
+    QTTS_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_fill_rows(float* y, int ldy, const float* b, int n, int E, cudaStream_t stream) {
+    if (n <= 0) return;
+    fill_rows_kernel<<<n, 256, 0, stream>>>(y, ldy, b, E);
+    QTTS_CUDA_CHECK(cudaGetLastError());
+}
 
 void launch_gemm_bf16(const GemmArgs& a, cudaStream_t stream) {
     if (a.n <= 0 || a.R <= 0) return;

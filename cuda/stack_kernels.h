@@ -154,6 +154,9 @@ struct PredictorFrameArgs {
     const uint16_t* heads = nullptr;       // [G-1][vocab, E] lm_head[k-1] predicts codebook k
     const uint16_t* mtp_w = nullptr;       // [E, in_dim] or null (identity)
     const float* mtp_b = nullptr;          // [E]
+    // Layer 0's table, or null: row (t - 2) · vocab + c holds layer 0's qkv [q_dim + 2 kv_dim] for code c of
+    // codebook t - 1 as the input of pass t (2 .. G-1), then, with mtp_w, the projected input [E] (the residual).
+    const float* qkv0 = nullptr;
     int in_dim = 0, vocab = 0, n_groups = 0, code0 = 0;
     int vocab0 = 0;                        // rows of emb0 (the sampling buffers hold max(vocab, vocab0) values)
     DevSampler sampler;
@@ -193,6 +196,10 @@ void launch_qk_norm_rope_append(const StackDev& stack, int layer, float* qkv, in
 // Causal attention of n new positions over the cache (keys 0 .. pos0+t): out [n, q_dim].
 void launch_attention_prefill(const StackDev& stack, int layer, const float* qkv, int n, int pos0, float* out,
                               cudaStream_t stream);
+// dst[i] = src[i] (bf16 bits) as fp32, count values.
+void launch_bf16_to_f32(const uint16_t* src, float* dst, size_t count, cudaStream_t stream);
+// y[t] = b for n rows of width E (row stride ldy).
+void launch_fill_rows(float* y, int ldy, const float* b, int n, int E, cudaStream_t stream);
 // act[i] = silu(gate[i]) * up[i], count values.
 void launch_silu_mul(const float* gate, const float* up, float* act, int count, cudaStream_t stream);
 

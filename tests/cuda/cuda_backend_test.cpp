@@ -217,6 +217,41 @@ TEST_CASE("CudaPredictor matches CpuPredictor") {
     CHECK(sampled_equal >= sampled_total - 2);
 }
 
+// The predictor's layer-0 table (CudaOptions::predictor_table) replaces the projection, norm and QKV product of
+// passes 2 .. G-1 by a lookup computed at load with the prefill GEMM, which sums in another order than the decode
+// matvec (~1e-7 relative in q/k/v). The codes must not change: greedy frames and sampled ones with every sampler
+// rule, on the tiny checkpoint and on the full-size 0.6B architecture.
+TEST_CASE("the predictor's layer-0 table gives the codes of passes that compute layer 0") {
+    for (const bool full : {false, true}) {
+        CAPTURE(full);
+        const auto model = full ? Model::load_random("0.6b", 5, {.device = Device::cpu}) : tiny(Device::cpu);
+        const auto& c = model->config();
+        const int64_t E = c.talker.stack.n_embd, G = c.talker.num_code_groups, V0 = c.talker.stack.vocab_size;
+        auto with = cuda::make_backends(c, model->weights()).predictor;
+        auto without = cuda::make_backends(c, model->weights(), {.predictor_table = false}).predictor;
+        std::mt19937 gen(21);
+        int equal = 0, total = 0;
+        for (int f = 0; f < 6; ++f) {
+            const auto hidden = random_vec(gen, size_t(E), 1.0f);
+            const int32_t code0 = int32_t(gen() % uint32_t(std::min<int64_t>(V0, 2048)));
+            for (const SamplerSettings& s :
+                 {SamplerSettings{.do_sample = false, .repetition_penalty = 1.0f},
+                  SamplerSettings{.do_sample = true, .temperature = 0.9f, .top_k = 50},
+                  SamplerSettings{.do_sample = true, .temperature = 0.8f, .top_k = 0, .top_p = 0.9f,
+                                  .repetition_penalty = 1.3f}}) {
+                std::vector<int32_t> a(static_cast<size_t>(G), -1), b(static_cast<size_t>(G), -1);
+                a[0] = b[0] = code0;
+                with->predict(hidden, a, s, CounterRng(77 + f), uint64_t(f));
+                without->predict(hidden, b, s, CounterRng(77 + f), uint64_t(f));
+                CHECK(a == b);
+                equal += a == b;
+                ++total;
+            }
+        }
+        MESSAGE("layer-0 table on / off, " << (full ? "0.6B" : "tiny") << ": frames identical " << equal << "/" << total);
+    }
+}
+
 // The 1.7B Base architecture on random weights (Model::load_random: bf16 values, so both engines run the same
 // weights): the talker is 2048 wide (FFN 6144) and the code predictor, still 1024 wide, sends every input through
 // small_to_mtp_projection. Nothing in the kernels may be sized for 0.6B, so this must match the CPU as the tiny
