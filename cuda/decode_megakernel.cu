@@ -272,17 +272,35 @@ __device__ __forceinline__ Rows matrix_rows(const uint16_t* w, int R, int K, int
 
 enum LayerPhase { kQkv = 0, kOut = 1, kGateUp = 2, kDown = 3, kLayerPhases = 4 };
 
+// Rows [r0, r0 + n_a) of layer phase `kind` (gate/up: the same rows of W_up follow those of W_gate).
+__device__ __forceinline__ Rows layer_phase_rows(const StackDev& st, const LayerDev& L, int kind, int r0, int n_a) {
+    const int K = kind == kOut ? st.q_dim() : kind == kDown ? st.n_ff : st.n_embd;
+    const uint16_t* w = kind == kQkv ? L.wqkv : kind == kOut ? L.wo : kind == kGateUp ? L.w_gate : L.w_down;
+    Rows r;
+    r.r0 = r0;
+    r.src.a = w + size_t(r0) * K;
+    r.src.n_a = n_a;
+    r.src.n = kind == kGateUp ? 2 * n_a : n_a;
+    if (kind == kGateUp) r.src.b = L.w_up + size_t(r0) * K;
+    r.src.K = K;
+    return r;
+}
+
+// This CTA's share of layer phase KIND.
+template <int KIND>
+__device__ __forceinline__ Rows layer_rows_of(const StackDev& st, const LayerDev& L, int cta, int n_cta) {
+    const int R = KIND == kQkv ? st.q_dim() + 2 * st.kv_dim() : KIND == kGateUp ? st.n_ff : st.n_embd;
+    int r0, r1;
+    cta_rows(R, cta, n_cta, r0, r1);
+    return layer_phase_rows(st, L, KIND, r0, r1 - r0);
+}
+
 __device__ __forceinline__ Rows layer_rows(const StackDev& st, const LayerDev& L, int kind, int cta, int n_cta) {
     switch (kind) {
-        case kQkv: return matrix_rows(L.wqkv, st.q_dim() + 2 * st.kv_dim(), st.n_embd, cta, n_cta);
-        case kOut: return matrix_rows(L.wo, st.n_embd, st.q_dim(), cta, n_cta);
-        case kGateUp: {
-            Rows r = matrix_rows(L.w_gate, st.n_ff, st.n_embd, cta, n_cta);
-            r.src.b = L.w_up + size_t(r.r0) * st.n_embd;
-            r.src.n = 2 * r.src.n_a;
-            return r;
-        }
-        default: return matrix_rows(L.w_down, st.n_embd, st.n_ff, cta, n_cta);
+        case kQkv: return layer_rows_of<kQkv>(st, L, cta, n_cta);
+        case kOut: return layer_rows_of<kOut>(st, L, cta, n_cta);
+        case kGateUp: return layer_rows_of<kGateUp>(st, L, cta, n_cta);
+        default: return layer_rows_of<kDown>(st, L, cta, n_cta);
     }
 }
 
@@ -312,16 +330,7 @@ struct Work {
     const RowTable* rows = nullptr;  // shared
     // layer_rows from the table: the same rows, pointers and chunking.
     __device__ Rows layer(const StackDev& st, const LayerDev& L, int kind) const {
-        Rows r;
-        r.r0 = rows->r0[kind];
-        const int n = rows->n_a[kind];
-        const int K = kind == kOut ? st.q_dim() : kind == kDown ? st.n_ff : st.n_embd;
-        const uint16_t* w = kind == kQkv ? L.wqkv : kind == kOut ? L.wo : kind == kGateUp ? L.w_gate : L.w_down;
-        r.src.a = w + size_t(r.r0) * K;
-        r.src.n_a = n;
-        r.src.n = kind == kGateUp ? 2 * n : n;
-        if (kind == kGateUp) r.src.b = L.w_up + size_t(r.r0) * K;
-        r.src.K = K;
+        Rows r = layer_phase_rows(st, L, kind, rows->r0[kind], rows->n_a[kind]);
         r.src.per = rows->per[kind];
         return r;
     }
