@@ -1213,23 +1213,22 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
             }
             if (!run_layers2(g, st, x0, x1, G, a.s, wk)) return;
             head_in += E;
-        } else if (a.qkv0) {
-            // Layer 0's q/k/v (and the projected input, with mtp) of this code from the table: no projection or
-            // QKV phase.
-            const int R = st.q_dim() + 2 * st.kv_dim();
-            const float* row = a.qkv0 + (size_t(t - 2) * V + sm.codes[t - 1]) * size_t(R + (a.mtp_w ? E : 0));
-            const VecIn x = a.mtp_w ? VecIn{.f = row + R} : VecIn{.b = a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
-            const auto attention = [&](int l) { predictor_attention<1>(g, st, l, t, G, a.s, sm, l == 0 ? row : nullptr); };
-            if (!run_layers(g, st, x, a.s, wk, attention, true)) return;
         } else {
-            VecIn x{.b = a.emb + (size_t(t - 2) * V + sm.codes[t - 1]) * a.in_dim};
-            if (a.mtp_w) {
+            const size_t code = size_t(t - 2) * V + sm.codes[t - 1];
+            VecIn x{.b = a.emb + code * a.in_dim};
+            // With the table, layer 0's q/k/v (and the projected input, with mtp) of this code are its row: no
+            // projection or QKV phase.
+            const int R = st.q_dim() + 2 * st.kv_dim();
+            const float* row = a.qkv0 ? a.qkv0 + code * size_t(R + (a.mtp_w ? E : 0)) : nullptr;
+            if (row && a.mtp_w) {
+                x = VecIn{.f = row + R};
+            } else if (a.mtp_w) {
                 phase_project(g, a, x, wk);
                 QTTS_NEXT_PHASE(g);
                 x = g.in(a.s.xproj);
             }
-            const auto attention = [&](int l) { predictor_attention<1>(g, st, l, t, G, a.s, sm); };
-            if (!run_layers(g, st, x, a.s, wk, attention)) return;
+            const auto attention = [&](int l) { predictor_attention<1>(g, st, l, t, G, a.s, sm, l == 0 ? row : nullptr); };
+            if (!run_layers(g, st, x, a.s, wk, attention, row != nullptr)) return;
         }
         phase_head(g, st, head, V, nullptr, a.s.logits, nullptr, head_in, wk);
         QTTS_NEXT_PHASE(g);
