@@ -589,11 +589,14 @@ public:
         if (o.predictor_table && G_ >= 3) build_table(p.mtp_w.has_value());
         trace_.init(o.trace, grid_.n_cta);
         for (int t = 1; t < G_; ++t) {  // pass 1 runs positions 0 and 1 together
+            // Passes 2.. with the table start at layer 0's attention (phase kind 1), without it at the projection
+            // or layer 0's QKV; the pass's first phase also holds the sampling (class 7).
             const bool tab = t >= 2 && table_.size() > 0;
             if (p.mtp_w && !tab) trace_cls_.push_back(6);
+            const int first = tab ? 1 : 0;
             for (int l = 0; l < st.n_layer; ++l)
-                for (int k = l == 0 && tab ? 1 : 0; k < 5; ++k)
-                    trace_cls_.push_back(t >= 2 && l == 0 && (tab ? k == 1 : k == 0 && !p.mtp_w) ? 7 : k);
+                for (int k = l == 0 ? first : 0; k < 5; ++k)
+                    trace_cls_.push_back(t >= 2 && l == 0 && k == first && (tab || !p.mtp_w) ? 7 : k);
             trace_cls_.push_back(5);
         }
         stack_.ensure_capacity(G_, 0, stream_.get());
@@ -699,7 +702,7 @@ private:
         a.heads = heads_.get();
         a.mtp_w = mtp_w_.get();
         a.mtp_b = mtp_b_.get();
-        a.qkv0 = table_.size() > 0 ? table_.get() : nullptr;
+        a.qkv0 = table_.get();  // null without the table
         a.in_dim = in_dim_;
         a.vocab = vocab_;
         a.vocab0 = vocab0_;
