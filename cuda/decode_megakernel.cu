@@ -980,7 +980,149 @@ __device__ __forceinline__ void stamp(unsigned long long* sub, int k) {
     if (sub && threadIdx.x == 0) sub[2 * k] = global_ns();
 }
 
+// Top-k sampling without top-p (both samplers' default): the general path's draw with fewer block steps, so about
+// a third of its time (the sampler is on every pass's critical path). Keys in registers (per <= kTopkMaxPer values per
+// thread, in id order); each warp's d-th largest distinct key t_d (d = 1 .. kTopkMaxDepth, by warp max reductions)
+// gives a bound L <= the k-th largest: if g warps have t_d >= L, at least g · d >= k keys are >= L. The candidates
+// (keys >= L, ~5 % of the values) go to shared memory in id order; the k-th largest is the largest candidate with k
+// candidates >= it; the draw sums the same doubles as the general path. Returns -1 where it does not apply (k too
+// large, a maximum that is not finite, more than kTopkMaxCand candidates); lg is then untouched and the block
+// synced, so the general path can run. Values are divided by the temperature and then have -0 made +0, so the key
+// order is the float order (the host compares floats).
+constexpr int kTopkMaxPer = 8, kTopkMaxDepth = 16, kTopkMaxCand = 512;
+
+__device__ int block_topk_draw(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
+    const int k = s.top_k, per = ceil_div(n, kMegaThreads);
+    const int d1 = ceil_div(k, kWarps), d2 = ceil_div(k, kWarps / 2);
+    if (per > kTopkMaxPer || d2 > kTopkMaxDepth) return -1;  // the same for every thread, before any step
+    stamp(sub, 2);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, i0 = threadIdx.x * per;
+    unsigned key[kTopkMaxPer], lm = 0;
+#pragma unroll
+    for (int j = 0; j < kTopkMaxPer; ++j) {
+        key[j] = j < per && i0 + j < n ? order_key(sm.lg[i0 + j] / s.temperature + 0.0f) : 0u;  // 0: no value
+        lm = max(lm, key[j]);
+    }
+    // Each warp's maximum, t_d1 and t_d2 (0 when the warp has fewer distinct values).
+    unsigned cur = __reduce_max_sync(kFull, lm);
+    const unsigned wmax = cur;
+    unsigned t1 = cur;
+    for (int d = 2; d <= d2; ++d) {
+        lm = 0;
+#pragma unroll
+        for (int j = 0; j < kTopkMaxPer; ++j) lm = max(lm, key[j] < cur ? key[j] : 0u);
+        cur = __reduce_max_sync(kFull, lm);
+        if (d == d1) t1 = cur;
+    }
+    unsigned* wb = reinterpret_cast<unsigned*>(sm.ired);  // [3][kWarps]: maxima, t_d1, t_d2
+    if (lane == 0) wb[warp] = wmax, wb[kWarps + warp] = t1, wb[2 * kWarps + warp] = cur;
+    work_sync();
+    stamp(sub, 3);
+    // The bound: the g-th largest t_d over the warps (g = ceil(k / d)), for d1 and d2; the larger bound is tighter.
+    const unsigned a1 = lane < kWarps ? wb[kWarps + lane] : 0u, a2 = lane < kWarps ? wb[2 * kWarps + lane] : 0u;
+    const unsigned top = __reduce_max_sync(kFull, lane < kWarps ? wb[lane] : 0u);
+    int c1 = 0, c2 = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+        c1 += __shfl_sync(kFull, a1, w) >= a1;
+        c2 += __shfl_sync(kFull, a2, w) >= a2;
+    }
+    const unsigned L = max(1u, max(__reduce_max_sync(kFull, lane < kWarps && c1 >= ceil_div(k, d1) ? a1 : 0u),
+                                   __reduce_max_sync(kFull, lane < kWarps && c2 >= ceil_div(k, d2) ? a2 : 0u)));
+    const float vmax = key_value(top);
+    if (!isfinite(vmax)) {  // NaN, +inf or only -inf: the general path's rules
+        work_sync();
+        return -1;
+    }
+    // The candidates in id order: keys into lg's bytes (every thread has read its values), ids into cidx.
+    int c = 0;
+#pragma unroll
+    for (int j = 0; j < kTopkMaxPer; ++j) c += key[j] >= L;
+    int incl = c;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int y = __shfl_up_sync(kFull, incl, o);
+        if (lane >= o) incl += y;
+    }
+    int* wtot = reinterpret_cast<int*>(sm.red);
+    if (lane == 31) wtot[warp] = incl;
+    work_sync();
+    const int wt = lane < kWarps ? wtot[lane] : 0, m = __reduce_add_sync(kFull, wt);
+    if (m > kTopkMaxCand) {
+        work_sync();
+        return -1;
+    }
+    int at = __reduce_add_sync(kFull, lane < warp ? wt : 0) + incl - c;
+    unsigned* ck = reinterpret_cast<unsigned*>(sm.lg);
+#pragma unroll
+    for (int j = 0; j < kTopkMaxPer; ++j)
+        if (key[j] >= L) ck[at] = key[j], sm.cidx[at] = uint16_t(i0 + j), ++at;
+    work_sync();
+    stamp(sub, 4);
+    // The k-th largest key: four lanes count the candidates >= one candidate. Each candidate's exp(x - max) in fp64.
+    unsigned kth = 0;
+    for (int base = 0; base < m; base += kMegaThreads / 4) {
+        const int r = base + (threadIdx.x >> 2), part = threadIdx.x & 3;
+        const unsigned kr = r < m ? ck[r] : ~0u;
+        int ge = 0;
+        for (int q = part; q < m; q += 4) ge += ck[q] >= kr;
+        ge += __shfl_xor_sync(kFull, ge, 1);
+        ge += __shfl_xor_sync(kFull, ge, 2);
+        if (r < m && ge >= k) kth = max(kth, kr);
+        if (r < m && part == 0) sm.cp[r] = exp(double(key_value(kr) - vmax));
+    }
+    kth = __reduce_max_sync(kFull, kth);
+    if (lane == 0) wb[warp] = kth;  // every thread read the bounds before the candidates' sync
+    work_sync();
+    stamp(sub, 5);
+    if (warp == 0) {
+        // Running sums of the kept probabilities in id order (candidates below the k-th add zeros: the same doubles
+        // as the host's), then the first above u · total; the host's last_valid where none is.
+        const unsigned T = __reduce_max_sync(kFull, lane < kWarps ? wb[lane] : 0u);
+        double cum = 0.0;
+        int last = 0;
+        for (int base = 0; base < m; base += 32) {
+            const int r = base + lane;
+            const double p = r < m && ck[r] >= T ? sm.cp[r] : 0.0;
+            const unsigned live = __ballot_sync(kFull, p > 0.0);
+            if (live) last = base + 31 - __clz(int(live));
+            double mine = 0.0;
+#pragma unroll 8
+            for (int j = 0; j < 32; ++j) {
+                cum += __shfl_sync(kFull, p, j);
+                if (lane == j) mine = cum;
+            }
+            if (r < m) sm.cp[r] = mine;
+        }
+        __syncwarp();
+        const double target = u * cum;
+        int pick = sm.cidx[last];
+        for (int base = 0; base < m; base += 32) {
+            const unsigned hit = __ballot_sync(kFull, base + lane < m && target < sm.cp[base + lane]);
+            if (hit) {
+                pick = sm.cidx[base + __ffs(hit) - 1];
+                break;
+            }
+        }
+        if (lane == 0) wb[kWarps] = unsigned(pick);
+    }
+    work_sync();
+    stamp(sub, 6);
+    return int(wb[kWarps]);
+}
+
+__device__ int block_sample_general(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub);
+
 __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
+    if (s.do_sample && s.top_p >= 1.0f && s.top_k > 0 && s.top_k < n) {
+        const int pick = block_topk_draw(sm, n, s, u, sub);
+        if (pick >= 0) return pick;
+    }
+    return block_sample_general(sm, n, s, u, sub);
+}
+
+// Every rule (greedy, temperature, top-k, top-p).
+__device__ int block_sample_general(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
     float* lg = sm.lg;
     if (!s.do_sample) return block_argmax(lg, n, sm.red, sm.ired);
     if (s.top_k <= 0 || s.top_k >= n) {
@@ -1290,6 +1432,25 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     g.finish(ring_prof);
 }
 
+// Tests only: block `b` draws from logits [b][n] with settings[b] and u[b] into out[b]; path 0: block_sample, 1: its
+// general path alone, 2: the top-k path alone (-1 where it does not apply).
+QTTS_HD inline SmemPlan sample_test_plan(int n) { return make_smem_plan(16, 1, 0, n, 1, 1, false, 0); }
+
+__global__ void __launch_bounds__(kCtaThreads, 1)
+    sample_test_kernel(const float* logits, int n, const DevSampler* settings, const double* u, int path, int* out) {
+    extern __shared__ __align__(128) char smem_raw[];
+    if (threadIdx.x >= kMegaThreads) return;
+    const Smem sm = carve(smem_raw, sample_test_plan(n), 1);
+    for (int i = threadIdx.x; i < n; i += kMegaThreads) sm.lg[i] = logits[size_t(blockIdx.x) * n + i];
+    work_sync();
+    const DevSampler& s = settings[blockIdx.x];
+    const double ub = u[blockIdx.x];
+    const int id = path == 1 ? block_sample_general(sm, n, s, ub, nullptr)
+                 : path == 2 ? block_topk_draw(sm, n, s, ub, nullptr)
+                             : block_sample(sm, n, s, ub, nullptr);
+    if (threadIdx.x == 0) out[blockIdx.x] = id;
+}
+
 template <class Kernel>
 MegaLaunch plan_grid(Kernel kernel, const StackDev& st, int vocab, int in_dim, int vocab_sample, int n_groups,
                      int max_chunks, int cols, int chunk_rows, int pace_bytes, bool predictor,
@@ -1360,6 +1521,15 @@ void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cuda
     void* params[] = {const_cast<TalkerStepArgs*>(&args), &cfg};
     QTTS_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(talker_step_kernel), dim3(grid.n_cta),
                                                 dim3(kCtaThreads), params, grid.smem, stream));
+}
+
+void launch_sample_test(const float* logits, int n, const DevSampler* settings, const double* u, int cases, int path,
+                        int* out, cudaStream_t stream) {
+    if (n < 1 || n > 65536) throw_gpu_error("sampler test: n must be 1 .. 65536");
+    const int smem = sample_test_plan(n).ring;
+    QTTS_CUDA_CHECK(cudaFuncSetAttribute(sample_test_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    sample_test_kernel<<<cases, kCtaThreads, smem, stream>>>(logits, n, settings, u, path, out);
+    QTTS_CUDA_CHECK(cudaGetLastError());
 }
 
 void launch_predictor_frame(const PredictorFrameArgs& args, const MegaLaunch& grid, cudaStream_t stream) {

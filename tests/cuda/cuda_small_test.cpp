@@ -3,12 +3,16 @@
 // two-frame session. Each still checks its result against the CPU reference. Select with -tc='small:*'.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "core/engine.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_vocoder.h"
+#include "cuda/device_buffer.h"
+#include "cuda/stack_kernels.h"
 #include "cuda/device_info.h"
 #include "tests/test_util.h"
 
@@ -86,6 +90,90 @@ TEST_CASE("small: a three-frame session on the GPU (device frame loop) gives the
     const SynthesisResult a = gpu.synthesize(r);
     CHECK(a.device_frame_loop);
     CHECK(a.codes == cpu.synthesize(r).codes);
+}
+
+// The decode kernels' sampler on logits built to break it: ties at the k-th value, -inf masks (codebook 0's
+// suppressed ids), fewer finite values than k, signed zeros at the threshold, one value everywhere, many copies of
+// the maximum; k from 1 to past the top-k path's limit, three temperatures, u at 0, near 1 and random. Both device
+// paths see the host's float logits, so every id must be the host's sample_token exactly. The top-k path must
+// also take the common cases (it returns -1 only where it hands over to the general path).
+TEST_CASE("small: the device sampler's top-k and general paths draw the host's ids on adversarial logits") {
+    if (cuda::device_count() == 0) return;
+    constexpr float kInf = std::numeric_limits<float>::infinity();
+    std::mt19937 gen(11);
+    std::normal_distribution<float> normal;
+    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    int compared = 0, fast_taken = 0;
+    for (const int n : {2048, 3072, 100, 4000}) {
+        CAPTURE(n);
+        std::vector<float> logits;
+        std::vector<cuda::DevSampler> settings;
+        std::vector<SamplerSettings> host;
+        std::vector<double> us;
+        std::vector<int> kinds;
+        for (int kind = 0; kind < 8; ++kind) {
+            std::vector<float> v(static_cast<size_t>(n));
+            for (int i = 0; i < n; ++i) {
+                const float x = normal(gen);
+                switch (kind) {
+                    case 0: v[size_t(i)] = x; break;
+                    case 1: v[size_t(i)] = 4.0f * x; break;
+                    case 2: v[size_t(i)] = std::round(x * 4.0f) / 4.0f; break;             // ties everywhere
+                    case 3: v[size_t(i)] = i >= 2 * n / 3 && i != 2 * n / 3 + 2 ? -kInf : x; break;  // codebook 0
+                    case 4: v[size_t(i)] = i % (n / 10 + 1) == 3 ? x : -kInf; break;       // ~10 finite values
+                    case 5: v[size_t(i)] = i % 50 == 0 ? std::fabs(x) + 0.5f : i % 3 ? (x < 0 ? -0.0f : 0.0f) : -std::fabs(x) - 0.5f; break;
+                    case 6: v[size_t(i)] = 1.5f; break;                                    // one value
+                    default: v[size_t(i)] = i % 7 == 0 ? 3.0f : x; break;                  // the maximum many times
+                }
+            }
+            for (const int64_t k : {1, 7, 50, 64, 113})
+                for (const float temp : {0.9f, 1.0f, 0.37f})
+                    for (const double u : {0.0, 1.0 - 0x1.0p-53, unif(gen), unif(gen), unif(gen)}) {
+                        logits.insert(logits.end(), v.begin(), v.end());
+                        host.push_back({.do_sample = true, .temperature = temp, .top_k = k, .top_p = 1.0f});
+                        settings.push_back({.do_sample = 1, .temperature = temp, .top_k = int(std::min<int64_t>(k, n)),
+                                            .top_p = 1.0f});
+                        us.push_back(u);
+                        kinds.push_back(kind);
+                    }
+        }
+        const int cases = int(us.size());
+        cuda::DeviceBuffer<float> d_logits(logits.size());
+        cuda::DeviceBuffer<cuda::DevSampler> d_settings(settings.size());
+        cuda::DeviceBuffer<double> d_u(us.size());
+        cuda::DeviceBuffer<int> d_out(static_cast<size_t>(cases));
+        REQUIRE(cudaMemcpy(d_logits.get(), logits.data(), d_logits.bytes(), cudaMemcpyHostToDevice) == cudaSuccess);
+        REQUIRE(cudaMemcpy(d_settings.get(), settings.data(), d_settings.bytes(), cudaMemcpyHostToDevice) == cudaSuccess);
+        REQUIRE(cudaMemcpy(d_u.get(), us.data(), d_u.bytes(), cudaMemcpyHostToDevice) == cudaSuccess);
+        std::vector<int> out[3];
+        for (int path = 0; path < 3; ++path) {
+            cuda::launch_sample_test(d_logits.get(), n, d_settings.get(), d_u.get(), cases, path, d_out.get(), nullptr);
+            out[path].resize(size_t(cases));
+            REQUIRE(cudaMemcpy(out[path].data(), d_out.get(), d_out.bytes(), cudaMemcpyDeviceToHost) == cudaSuccess);
+        }
+        for (int c = 0; c < cases; ++c) {
+            std::vector<float> v(logits.begin() + ptrdiff_t(c) * n, logits.begin() + ptrdiff_t(c + 1) * n);
+            const int32_t want = sample_token(v, host[size_t(c)], us[size_t(c)]);
+            CAPTURE(c);
+            CAPTURE(kinds[size_t(c)]);
+            CAPTURE(host[size_t(c)].top_k);
+            CHECK(out[0][size_t(c)] == want);
+            CHECK(out[1][size_t(c)] == want);
+            const bool applies = host[size_t(c)].top_k < n;  // the top-k path is only called for 0 < k < n
+            if (applies && out[2][size_t(c)] >= 0) {
+                CHECK(out[2][size_t(c)] == want);
+                ++fast_taken;
+            }
+            // Where it must apply: up to 8 values per thread, k <= 112, a finite maximum and <= 512 candidates.
+            if (applies && n <= 3072 && host[size_t(c)].top_k <= 64 && (kinds[size_t(c)] <= 1 || kinds[size_t(c)] == 3))
+                CHECK(out[2][size_t(c)] >= 0);
+            // Where it must not: 9 values per thread, k = 113, and one value everywhere (all are candidates).
+            if (applies && (n == 4000 || host[size_t(c)].top_k == 113 || (kinds[size_t(c)] == 6 && n > 512)))
+                CHECK(out[2][size_t(c)] == -1);
+            ++compared;
+        }
+    }
+    MESSAGE("sampler draws compared with the host: " << compared << ", the top-k path took " << fast_taken);
 }
 
 }  // namespace qtts
