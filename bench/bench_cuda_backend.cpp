@@ -3,7 +3,7 @@
 // talker 2048 wide with FFN 6144 and the predictor's input projection). Prints talker step and predictor frame
 // times (median), bytes moved and the fraction of the HBM bandwidth floor, and prefill time.
 // Usage: bench_cuda_backend [--size 0.6b|1.7b] [--context N] [--steps N] [--frames N] [--prefill N] [--no-variants]
-//        [--variant KEY=V,KEY=V...]... [--rounds N]
+//        [--variant KEY=V,KEY=V...]... [--rounds N] [--sampler N]
 // --variant measures CudaOptions settings instead of the built-in variants (repeatable; keys: pace = ring_pace_kb,
 // chunk = ring_chunk_rows, chunks = max_chunks, trace = 0/1, backoff = backoff_ns, ring = at most this many KB of
 // weight ring, 0: all the shared memory left, table = 0/1 the predictor's layer-0 table); --rounds N runs the list N
@@ -22,7 +22,9 @@
 #include "core/random_model.h"
 #include "core/talker.h"
 #include "cuda/cuda_backend.h"
+#include "cuda/device_buffer.h"
 #include "cuda/device_info.h"
+#include "cuda/stack_kernels.h"
 
 namespace {
 
@@ -119,8 +121,55 @@ bool parse_variant(const std::string& spec, cuda::CudaOptions& o) {
 
 }  // namespace
 
+// --sampler N: the decode kernels' sampler alone, one block per SM and N draws per SM back to back, on 2048 normal
+// logits (the predictor's vocabulary, standard deviation 2) with top-k 50 and temperature 0.9: µs per draw of each
+// path, median of 5 launches. In a decode kernel the same code runs beside the weight stream.
+int sampler_bench(int per_sm) {
+    int sms = 0;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) return 1;
+    const int n = 2048, cases = sms * per_sm;
+    std::vector<float> logits(size_t(cases) * n);
+    for (size_t i = 0; i < logits.size(); ++i) {  // Box-Muller on the counter hash
+        const double u1 = (double(mix(2 * i) >> 11) + 1.0) * 0x1.0p-53, u2 = double(mix(2 * i + 1) >> 11) * 0x1.0p-53;
+        logits[i] = float(2.0 * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+    }
+    std::vector<cuda::DevSampler> settings(size_t(cases), {.do_sample = 1, .temperature = 0.9f, .top_k = 50});
+    std::vector<double> us(static_cast<size_t>(cases));
+    for (int c = 0; c < cases; ++c) us[size_t(c)] = double(mix(uint64_t(c) + 77) >> 11) * 0x1.0p-53;
+    cuda::DeviceBuffer<float> d_logits(logits.size());
+    cuda::DeviceBuffer<cuda::DevSampler> d_settings(settings.size());
+    cuda::DeviceBuffer<double> d_u(us.size());
+    cuda::DeviceBuffer<int> d_out(static_cast<size_t>(cases));
+    cudaMemcpy(d_logits.get(), logits.data(), d_logits.bytes(), cudaMemcpyHostToDevice);
+    cudaMemcpy(d_settings.get(), settings.data(), d_settings.bytes(), cudaMemcpyHostToDevice);
+    cudaMemcpy(d_u.get(), us.data(), d_u.bytes(), cudaMemcpyHostToDevice);
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    std::vector<int> first;
+    for (const auto& [path, name] : {std::pair{1, "general path"}, {2, "top-k path"}, {0, "dispatch"}}) {
+        std::vector<double> ms;
+        for (int r = 0; r < 6; ++r) {
+            cudaEventRecord(a);
+            cuda::launch_sample_test(d_logits.get(), n, d_settings.get(), d_u.get(), cases, path, d_out.get(), nullptr, true);
+            cudaEventRecord(b);
+            cudaEventSynchronize(b);
+            float t = 0;
+            cudaEventElapsedTime(&t, a, b);
+            if (r > 0) ms.push_back(t);
+        }
+        std::vector<int> out(static_cast<size_t>(cases));
+        cudaMemcpy(out.data(), d_out.get(), d_out.bytes(), cudaMemcpyDeviceToHost);
+        if (first.empty()) first = out;
+        std::sort(ms.begin(), ms.end());
+        std::printf("sampler %-12s %7.2f us per draw (%d SMs x %d draws; ids %s the general path's)\n", name,
+                    ms[ms.size() / 2] * 1e3 / per_sm, sms, per_sm, out == first ? "equal" : "DIFFER from");
+    }
+    return 0;
+}
+
 int main(int argc, char** argv) {
-    int context = 75, steps = 60, frames = 50, prefill_len = 20, rounds = 1;
+    int context = 75, steps = 60, frames = 50, prefill_len = 20, rounds = 1, sampler = 0;
     bool variants = true;
     std::string size = "0.6b";
     std::vector<std::pair<std::string, cuda::CudaOptions>> custom;
@@ -134,11 +183,13 @@ int main(int argc, char** argv) {
         else if (a == "--no-variants") variants = false;
         else if (a == "--size" && i + 1 < argc) size = argv[++i];
         else if (a == "--rounds") rounds = std::max(1, next());
+        else if (a == "--sampler") sampler = std::max(1, next());
         else if (a == "--variant" && i + 1 < argc && parse_variant(argv[i + 1], custom.emplace_back(argv[i + 1], cuda::CudaOptions{}).second)) ++i;
         else {
             std::fprintf(stderr,
                          "usage: %s [--size 0.6b|1.7b] [--context N] [--steps N] [--frames N] [--prefill N] "
-                         "[--no-variants] [--variant pace=KB,chunk=ROWS,chunks=N,trace=0|1,backoff=NS,ring=KB,table=0|1]... [--rounds N]\n",
+                         "[--no-variants] [--variant pace=KB,chunk=ROWS,chunks=N,trace=0|1,backoff=NS,ring=KB,table=0|1]... [--rounds N] "
+                         "[--sampler N]\n",
                          argv[0]);
             return 2;
         }
@@ -155,6 +206,7 @@ int main(int argc, char** argv) {
         std::printf("skipped: no GPU\n");
         return 0;
     }
+    if (sampler > 0) return sampler_bench(sampler);
     const std::string dev = cuda::device_summary(0);
     const double peak = peak_bandwidth(dev);
     std::printf("device: %s, HBM peak used for the floor: %.2f TB/s\n", dev.c_str(), peak / 1e12);

@@ -985,7 +985,7 @@ __device__ __forceinline__ void stamp(unsigned long long* sub, int k) {
 // thread, in id order); each warp's d-th largest distinct key t_d (d = 1 .. kTopkMaxDepth, by warp max reductions)
 // gives a bound L <= the k-th largest: if g warps have t_d >= L, at least g · d >= k keys are >= L. The candidates
 // (keys >= L, ~5 % of the values) go to shared memory in id order; the k-th largest is the largest candidate with k
-// candidates >= it; the draw sums the same doubles as the general path. Returns -1 where it does not apply (k too
+// candidates >= it; the draw picks the id the host's sequential sums pick. Returns -1 where it does not apply (k too
 // large, a maximum that is not finite, more than kTopkMaxCand candidates); lg is then untouched and the block
 // synced, so the general path can run. Values are divided by the temperature and then have -0 made +0, so the key
 // order is the float order (the host compares floats).
@@ -1075,40 +1075,59 @@ __device__ int block_topk_draw(const Smem& sm, int n, const DevSampler& s, doubl
     if (lane == 0) wb[warp] = kth;  // every thread read the bounds before the candidates' sync
     work_sync();
     stamp(sub, 5);
-    if (warp == 0) {
-        // Running sums of the kept probabilities in id order (candidates below the k-th add zeros: the same doubles
-        // as the host's), then the first above u · total; the host's last_valid where none is.
-        const unsigned T = __reduce_max_sync(kFull, lane < kWarps ? wb[lane] : 0u);
-        double cum = 0.0;
-        int last = 0;
-        for (int base = 0; base < m; base += 32) {
-            const int r = base + lane;
-            const double p = r < m && ck[r] >= T ? sm.cp[r] : 0.0;
-            const unsigned live = __ballot_sync(kFull, p > 0.0);
-            if (live) last = base + 31 - __clz(int(live));
-            double mine = 0.0;
-#pragma unroll 8
-            for (int j = 0; j < 32; ++j) {
-                cum += __shfl_sync(kFull, p, j);
-                if (lane == j) mine = cum;
-            }
-            if (r < m) sm.cp[r] = mine;
-        }
-        __syncwarp();
-        const double target = u * cum;
-        int pick = sm.cidx[last];
-        for (int base = 0; base < m; base += 32) {
-            const unsigned hit = __ballot_sync(kFull, base + lane < m && target < sm.cp[base + lane]);
-            if (hit) {
-                pick = sm.cidx[base + __ffs(hit) - 1];
-                break;
-            }
-        }
-        if (lane == 0) wb[kWarps] = unsigned(pick);
+    // The draw, by every warp (no block step after it): the host's running sums S_r of the kept probabilities in id
+    // order are sequential doubles. A warp computes them as a parallel prefix P_r instead (each lane sums ceil(m / 32)
+    // consecutive candidates, then a scan over the lanes): both are within m · 2^-53 (relative) of the exact sums,
+    // so with the target and every P_r more than 1e-12 · total apart, "target < P_r" is "target < S_r" for every r and
+    // the pick is the host's. Otherwise (about one draw in 1e10) lane 0 runs the host's loop.
+    const unsigned T = __reduce_max_sync(kFull, lane < kWarps ? wb[lane] : 0u);
+    const auto prob = [&](int r) { return r < m && ck[r] >= T ? sm.cp[r] : 0.0; };
+    const int q = ceil_div(m, 32), r0 = lane * q, r1 = min(m, r0 + q);
+    double own = 0.0;
+    for (int r = r0; r < r1; ++r) own += prob(r);
+    double sum = own;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const double y = __shfl_up_sync(kFull, sum, o);
+        if (lane >= o) sum += y;
     }
-    work_sync();
+    const double total = __shfl_sync(kFull, sum, 31), target = u * total, margin = 1e-12 * total;
+    double run = __shfl_up_sync(kFull, sum, 1);
+    if (lane == 0) run = 0.0;
+    int hit = -1, live = -1;
+    bool close = false;
+    for (int r = r0; r < r1; ++r) {
+        const double p = prob(r);
+        run += p;
+        close |= fabs(target - run) <= margin;
+        if (p > 0.0) live = r;
+        if (hit < 0 && target < run) hit = r;
+    }
+    int pick;
+    if (__any_sync(kFull, close)) {
+        // The host's loop: running sums in id order, the first above the target, else the last with p > 0.
+        pick = -1;
+        if (lane == 0) {
+            double t = 0.0;
+            for (int r = 0; r < m; ++r) t += prob(r);
+            const double tgt = u * t;
+            double cum = 0.0;
+            for (int r = 0; r < m && pick < 0; ++r) {
+                const double p = prob(r);
+                if (p <= 0.0) continue;
+                live = r;
+                cum += p;
+                if (tgt < cum) pick = r;
+            }
+            if (pick < 0) pick = live;
+        }
+        pick = __shfl_sync(kFull, pick, 0);
+    } else {
+        const unsigned hits = __ballot_sync(kFull, hit >= 0), lives = __ballot_sync(kFull, live >= 0);
+        pick = hits ? __shfl_sync(kFull, hit, __ffs(hits) - 1) : __shfl_sync(kFull, live, 31 - __clz(int(lives)));
+    }
     stamp(sub, 6);
-    return int(wb[kWarps]);
+    return sm.cidx[pick];
 }
 
 __device__ int block_sample_general(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub);
@@ -1524,9 +1543,15 @@ void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cuda
 }
 
 void launch_sample_test(const float* logits, int n, const DevSampler* settings, const double* u, int cases, int path,
-                        int* out, cudaStream_t stream) {
+                        int* out, cudaStream_t stream, bool one_per_sm) {
     if (n < 1 || n > 65536) throw_gpu_error("sampler test: n must be 1 .. 65536");
-    const int smem = sample_test_plan(n).ring;
+    int smem = sample_test_plan(n).ring;
+    if (one_per_sm) {  // more than half an SM's shared memory: no second block fits beside it
+        int device = 0, per_sm = 0;
+        QTTS_CUDA_CHECK(cudaGetDevice(&device));
+        QTTS_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+        smem = std::max(smem, per_sm / 2 + 1024);
+    }
     QTTS_CUDA_CHECK(cudaFuncSetAttribute(sample_test_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     sample_test_kernel<<<cases, kCtaThreads, smem, stream>>>(logits, n, settings, u, path, out);
     QTTS_CUDA_CHECK(cudaGetLastError());
