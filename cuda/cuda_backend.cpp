@@ -337,8 +337,7 @@ public:
             report_ += "sampler steps (last codebook, CTA 0, us):";
             for (int k = 1; k < 8; ++k)
                 report_ += fmt::format(" {:.2f}", (at(0, kCap - 8 + k, 0) - at(0, kCap - 8 + k - 1, 0)) / 1e3);
-            report_ += "  [load+penalty, pre, kth | top-k path: bounds, post-kth | candidates, max+compact | k-th, draw, "
-                       "tail]\n";
+            report_ += "  [load+penalty, pre-topk, kth, post-kth, max+compact, draw, tail]\n";
         }
     }
     const std::string& report() const { return report_; }

@@ -975,20 +975,22 @@ __device__ float block_kth_largest(float* v, int n, int k, float divisor, int* h
     return key_value(unsigned(sel[0]));
 }
 
-// sample_token of core/sampler.cpp on lg (shared, modified): temperature → top-k → top-p → inverse CDF draw.
 __device__ __forceinline__ void stamp(unsigned long long* sub, int k) {
     if (sub && threadIdx.x == 0) sub[2 * k] = global_ns();
 }
 
-// Top-k sampling without top-p (both samplers' default): the general path's draw with fewer block steps, so about
-// a third of its time (the sampler is on every pass's critical path). Keys in registers (per <= kTopkMaxPer values per
-// thread, in id order); each warp's d-th largest distinct key t_d (d = 1 .. kTopkMaxDepth, by warp max reductions)
-// gives a bound L <= the k-th largest: if g warps have t_d >= L, at least g · d >= k keys are >= L. The candidates
-// (keys >= L, ~5 % of the values) go to shared memory in id order; the k-th largest is the largest candidate with k
-// candidates >= it; the draw picks the id the host's sequential sums pick. Returns -1 where it does not apply (k too
-// large, a maximum that is not finite, more than kTopkMaxCand candidates); lg is then untouched and the block
-// synced, so the general path can run. Values are divided by the temperature and then have -0 made +0, so the key
-// order is the float order (the host compares floats).
+// STAGED, not called by the decode kernels yet (cuda/NOTES.md, "What the predictor's sampler costs"): its first
+// version was exact but 1.5 % slower per predictor frame; this one, with the parallel draw, has not run on a GPU.
+// The tests and `bench_cuda_backend --sampler` reach it through sample_test_kernel; block_sample would call it first
+// for do_sample && top_p >= 1 && 0 < top_k < n and take its own path where it returns -1.
+// Top-k sampling without top-p (both samplers' default), block_sample's draw with fewer block steps. Keys in
+// registers (per <= kTopkMaxPer values per thread, in id order); each warp's d-th largest distinct key t_d (warp max
+// reductions) gives a bound L <= the k-th largest: if g warps have t_d >= L, at least g · d >= k keys are >= L. The
+// candidates (keys >= L, ~5 % of the values) go to shared memory in id order; the k-th largest is the largest
+// candidate with k candidates >= it; the draw picks the id the host's sequential sums pick. Returns -1 where it does
+// not apply (k too large, a maximum that is not finite, more than kTopkMaxCand candidates); lg is then untouched and
+// the block synced, so block_sample can run. Values are divided by the temperature and then have -0 made +0, so the
+// key order is the float order (the host compares floats).
 constexpr int kTopkMaxPer = 8, kTopkMaxDepth = 16, kTopkMaxCand = 512;
 
 __device__ int block_topk_draw(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
@@ -1130,18 +1132,8 @@ __device__ int block_topk_draw(const Smem& sm, int n, const DevSampler& s, doubl
     return sm.cidx[pick];
 }
 
-__device__ int block_sample_general(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub);
-
+// sample_token of core/sampler.cpp on lg (shared, modified): temperature → top-k → top-p → inverse CDF draw.
 __device__ int block_sample(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
-    if (s.do_sample && s.top_p >= 1.0f && s.top_k > 0 && s.top_k < n) {
-        const int pick = block_topk_draw(sm, n, s, u, sub);
-        if (pick >= 0) return pick;
-    }
-    return block_sample_general(sm, n, s, u, sub);
-}
-
-// Every rule (greedy, temperature, top-k, top-p).
-__device__ int block_sample_general(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
     float* lg = sm.lg;
     if (!s.do_sample) return block_argmax(lg, n, sm.red, sm.ired);
     if (s.top_k <= 0 || s.top_k >= n) {
@@ -1451,8 +1443,8 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     g.finish(ring_prof);
 }
 
-// Tests only: block `b` draws from logits [b][n] with settings[b] and u[b] into out[b]; path 0: block_sample, 1: its
-// general path alone, 2: the top-k path alone (-1 where it does not apply).
+// Tests and benchmarks only: block `b` draws from logits [b][n] with settings[b] and u[b] into out[b]; path 0:
+// block_sample (the decode kernels' sampler), 1: block_topk_draw (-1 where it does not apply).
 QTTS_HD inline SmemPlan sample_test_plan(int n) { return make_smem_plan(16, 1, 0, n, 1, 1, false, 0); }
 
 __global__ void __launch_bounds__(kCtaThreads, 1)
@@ -1464,9 +1456,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     work_sync();
     const DevSampler& s = settings[blockIdx.x];
     const double ub = u[blockIdx.x];
-    const int id = path == 1 ? block_sample_general(sm, n, s, ub, nullptr)
-                 : path == 2 ? block_topk_draw(sm, n, s, ub, nullptr)
-                             : block_sample(sm, n, s, ub, nullptr);
+    const int id = path == 1 ? block_topk_draw(sm, n, s, ub, nullptr) : block_sample(sm, n, s, ub, nullptr);
     if (threadIdx.x == 0) out[blockIdx.x] = id;
 }
 
