@@ -852,15 +852,22 @@ __device__ __forceinline__ float key_value(unsigned k) {
     return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
+// Inclusive prefix sum over the warp's lanes (lane order; every lane takes part).
+template <class T>
+__device__ __forceinline__ T warp_inclusive_sum(T x) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const T y = __shfl_up_sync(kFull, x, o);
+        if (lane >= o) x += y;
+    }
+    return x;
+}
+
 // Exclusive prefix sum over the block (thread order); *total gets the sum. wsum: shared [kWarps].
 __device__ int block_exclusive_scan(int v, int* wsum, int* total) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int x = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const int y = __shfl_up_sync(kFull, x, o);
-        if (lane >= o) x += y;
-    }
+    const int x = warp_inclusive_sum(v);
     if (lane == 31) wsum[warp] = x;
     work_sync();
     int off = 0, tot = 0;
@@ -946,13 +953,7 @@ __device__ float block_kth_largest(float* v, int n, int k, float divisor, int* h
 #pragma unroll
             for (int q = 0; q < 8; ++q) sum += (c[q] = h[255 - 8 * lane - q]);
             __syncwarp();  // every lane has read sel[1] before one lane rewrites it below (racecheck)
-            int incl = sum;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                const int y = __shfl_up_sync(kFull, incl, o);
-                if (lane >= o) incl += y;
-            }
-            const int excl = incl - sum;
+            const int incl = warp_inclusive_sum(sum), excl = incl - sum;
             if (excl < need && incl >= need) {
                 int cum = excl;
 #pragma unroll
@@ -1040,12 +1041,7 @@ __device__ int block_topk_draw(const Smem& sm, int n, const DevSampler& s, doubl
     int c = 0;
 #pragma unroll
     for (int j = 0; j < kTopkMaxPer; ++j) c += key[j] >= L;
-    int incl = c;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const int y = __shfl_up_sync(kFull, incl, o);
-        if (lane >= o) incl += y;
-    }
+    const int incl = warp_inclusive_sum(c);
     int* wtot = reinterpret_cast<int*>(sm.red);
     if (lane == 31) wtot[warp] = incl;
     work_sync();
@@ -1087,12 +1083,7 @@ __device__ int block_topk_draw(const Smem& sm, int n, const DevSampler& s, doubl
     const int q = ceil_div(m, 32), r0 = lane * q, r1 = min(m, r0 + q);
     double own = 0.0;
     for (int r = r0; r < r1; ++r) own += prob(r);
-    double sum = own;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const double y = __shfl_up_sync(kFull, sum, o);
-        if (lane >= o) sum += y;
-    }
+    const double sum = warp_inclusive_sum(own);
     const double total = __shfl_sync(kFull, sum, 31), target = u * total, margin = 1e-12 * total;
     double run = __shfl_up_sync(kFull, sum, 1);
     if (lane == 0) run = 0.0;
