@@ -9,7 +9,8 @@
 # then `bench_cuda_backend --no-variants --steps 30 --frames 30` runs ROUNDS times per variant, alternating, and
 # prints each run's table rows and last codes (equal codes: the variants compute the same bits). .ab/NAME.args, if
 # present, adds bench arguments for variant NAME (e.g. `--variant pace=10 --variant pace=12`: one build, several
-# runtime settings); BENCH_ARGS adds arguments for every variant, and REUSE=1 runs the builds of a previous call.
+# runtime settings); bench/ab/NAME.sh and .args are the staged variants, used where .ab/ has none; BENCH_ARGS adds
+# arguments for every variant, and REUSE=1 runs the builds of a previous call.
 # TRACE=1 ends with one traced run per variant (the phase-trace tables of both kernels), then the rounds again in
 # one compact line each ([config] talker-ms predictor-ms), since the run tool returns only the output's end.
 # .ab/ is ignored by git (.git/info/exclude); name it in the run tool's carry with .debs.
@@ -17,6 +18,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rounds=$1; shift
+# A variant's patch (NAME.sh) and bench arguments (NAME.args): .ab/ (local, ignored by git) first, then bench/ab/
+# (staged in the repository; see bench/ab/README.md).
+variant_file() {
+  local f
+  for f in ".ab/$1.$2" "bench/ab/$1.$2"; do [ -f "$f" ] && { echo "$f"; return 0; }; done
+  return 1
+}
 export LD_LIBRARY_PATH=/tmp/qtts-deps/usr/lib/x86_64-linux-gnu
 # The variants build in parallel (one build is mostly a few long nvcc jobs; they share the cores well).
 for v in "$@"; do
@@ -27,8 +35,8 @@ for v in "$@"; do
   case $v in
     cur) ;;
     base) cp -r .ab/base/. "$d/" ;;
-    *) [ -f ".ab/$v.sh" ] || { echo "no .ab/$v.sh" >&2; exit 2; }
-       (cd "$d" && bash ".ab/$v.sh") || { echo "variant $v: patch failed" >&2; exit 2; } ;;
+    *) patch=$(variant_file "$v" sh) || { echo "no .ab/$v.sh or bench/ab/$v.sh" >&2; exit 2; }
+       (cd "$d" && bash "$patch") || { echo "variant $v: patch failed" >&2; exit 2; } ;;
   esac
   (cd "$d" && OUT=/tmp/ab_out_$v TARGETS="bench_cuda_backend" SKIP_TESTS=1 SKIP_BENCH=1 \
     bash scripts/device_build_and_test.sh >/dev/null 2>&1; grep -E "built|FAILED" /tmp/ab_out_$v/summary.txt | sed "s/^/$v: /") &
@@ -37,7 +45,7 @@ wait
 rounds_log=$(mktemp)
 for r in $(seq "$rounds"); do
   for v in "$@"; do
-    args=$(cat ".ab/$v.args" 2>/dev/null)
+    args=$(f=$(variant_file "$v" args) && cat "$f")
     # shellcheck disable=SC2086
     line=$(timeout 120 "/tmp/ab_$v/build-device/bench_cuda_backend" --no-variants --steps 30 --frames 30 ${BENCH_ARGS:-} $args 2>&1 |
       grep -E "^\| [^v-]|last codes|rror" | tr '\n' ' ')
