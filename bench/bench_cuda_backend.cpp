@@ -121,10 +121,10 @@ bool parse_variant(const std::string& spec, cuda::CudaOptions& o) {
 
 }  // namespace
 
-// --sampler N: the decode kernels' sampler and the staged top-k path (cuda/NOTES.md) alone, one block per SM and N
-// draws per SM back to back, on 2048 normal logits (the predictor's vocabulary, standard deviation 2) with top-k 50
-// and temperature 0.9: µs per draw, median of 5 launches. In a decode kernel the same code runs beside the weight
-// stream, which makes each of its block steps slower.
+// --sampler N: the decode kernels' sampler alone, one block per SM and N draws per SM back to back, on 2048 normal
+// logits (the predictor's vocabulary, standard deviation 2) with top-k 50 and temperature 0.9: µs per draw, median of
+// 5 launches. In a decode kernel the same code runs beside the weight stream, which makes each of its block steps
+// slower.
 int sampler_bench(int per_sm) {
     int sms = 0;
     if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) return 1;
@@ -147,26 +147,18 @@ int sampler_bench(int per_sm) {
     cudaEvent_t a, b;
     cudaEventCreate(&a);
     cudaEventCreate(&b);
-    std::vector<int> first;
-    for (const auto& [path, name] : {std::pair{0, "decode kernels"}, {1, "top-k path"}}) {
-        std::vector<double> ms;
-        for (int r = 0; r < 6; ++r) {
-            cudaEventRecord(a);
-            cuda::launch_sample_test(d_logits.get(), n, d_settings.get(), d_u.get(), cases, path, d_out.get(), nullptr,
-                                     true);
-            cudaEventRecord(b);
-            cudaEventSynchronize(b);
-            float t = 0;
-            cudaEventElapsedTime(&t, a, b);
-            if (r > 0) ms.push_back(t);
-        }
-        std::vector<int> out(static_cast<size_t>(cases));
-        cudaMemcpy(out.data(), d_out.get(), d_out.bytes(), cudaMemcpyDeviceToHost);
-        if (first.empty()) first = out;
-        std::sort(ms.begin(), ms.end());
-        std::printf("sampler %-12s %7.2f us per draw (%d SMs x %d draws; ids %s the decode kernels')\n", name,
-                    ms[ms.size() / 2] * 1e3 / per_sm, sms, per_sm, out == first ? "equal" : "DIFFER from");
+    std::vector<double> ms;
+    for (int r = 0; r < 6; ++r) {
+        cudaEventRecord(a);
+        cuda::launch_sample_test(d_logits.get(), n, d_settings.get(), d_u.get(), cases, d_out.get(), nullptr, true);
+        cudaEventRecord(b);
+        cudaEventSynchronize(b);
+        float t = 0;
+        cudaEventElapsedTime(&t, a, b);
+        if (r > 0) ms.push_back(t);
     }
+    std::sort(ms.begin(), ms.end());
+    std::printf("sampler %7.2f us per draw (%d SMs x %d draws)\n", ms[ms.size() / 2] * 1e3 / per_sm, sms, per_sm);
     return 0;
 }
 

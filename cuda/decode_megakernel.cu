@@ -853,12 +853,11 @@ __device__ __forceinline__ float key_value(unsigned k) {
 }
 
 // Inclusive prefix sum over the warp's lanes (lane order; every lane takes part).
-template <class T>
-__device__ __forceinline__ T warp_inclusive_sum(T x) {
+__device__ __forceinline__ int warp_inclusive_sum(int x) {
     const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
-        const T y = __shfl_up_sync(kFull, x, o);
+        const int y = __shfl_up_sync(kFull, x, o);
         if (lane >= o) x += y;
     }
     return x;
@@ -978,149 +977,6 @@ __device__ float block_kth_largest(float* v, int n, int k, float divisor, int* h
 
 __device__ __forceinline__ void stamp(unsigned long long* sub, int k) {
     if (sub && threadIdx.x == 0) sub[2 * k] = global_ns();
-}
-
-// STAGED, not called by the decode kernels yet (cuda/NOTES.md, "What the predictor's sampler costs"): its first
-// version was exact but 1.5 % slower per predictor frame; this one, with the parallel draw, has not run on a GPU.
-// The tests and `bench_cuda_backend --sampler` reach it through sample_test_kernel; block_sample would call it first
-// for do_sample && top_p >= 1 && 0 < top_k < n and take its own path where it returns -1.
-// Top-k sampling without top-p (both samplers' default), block_sample's draw with fewer block steps. Keys in
-// registers (per <= kTopkMaxPer values per thread, in id order); each warp's d-th largest distinct key t_d (warp max
-// reductions) gives a bound L <= the k-th largest: if g warps have t_d >= L, at least g · d >= k keys are >= L. The
-// candidates (keys >= L, ~5 % of the values) go to shared memory in id order; the k-th largest is the largest
-// candidate with k candidates >= it; the draw picks the id the host's sequential sums pick. Returns -1 where it does
-// not apply (k too large, a maximum that is not finite, more than kTopkMaxCand candidates); lg is then untouched and
-// the block synced, so block_sample can run. Values are divided by the temperature and then have -0 made +0, so the
-// key order is the float order (the host compares floats).
-constexpr int kTopkMaxPer = 8, kTopkMaxDepth = 16, kTopkMaxCand = 512;
-
-__device__ int block_topk_draw(const Smem& sm, int n, const DevSampler& s, double u, unsigned long long* sub) {
-    const int k = s.top_k, per = ceil_div(n, kMegaThreads);
-    const int d1 = ceil_div(k, kWarps), d2 = ceil_div(k, kWarps / 2);
-    if (per > kTopkMaxPer || d2 > kTopkMaxDepth) return -1;  // the same for every thread, before any step
-    stamp(sub, 2);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, i0 = threadIdx.x * per;
-    unsigned key[kTopkMaxPer], lm = 0;
-#pragma unroll
-    for (int j = 0; j < kTopkMaxPer; ++j) {
-        key[j] = j < per && i0 + j < n ? order_key(sm.lg[i0 + j] / s.temperature + 0.0f) : 0u;  // 0: no value
-        lm = max(lm, key[j]);
-    }
-    // Each warp's maximum, t_d1 and t_d2 (0 when the warp has fewer distinct values).
-    unsigned cur = __reduce_max_sync(kFull, lm);
-    const unsigned wmax = cur;
-    unsigned t1 = cur;
-    for (int d = 2; d <= d2; ++d) {
-        lm = 0;
-#pragma unroll
-        for (int j = 0; j < kTopkMaxPer; ++j) lm = max(lm, key[j] < cur ? key[j] : 0u);
-        cur = __reduce_max_sync(kFull, lm);
-        if (d == d1) t1 = cur;
-    }
-    unsigned* wb = reinterpret_cast<unsigned*>(sm.ired);  // [3][kWarps]: maxima, t_d1, t_d2
-    if (lane == 0) wb[warp] = wmax, wb[kWarps + warp] = t1, wb[2 * kWarps + warp] = cur;
-    work_sync();
-    stamp(sub, 3);
-    // The bound: the g-th largest t_d over the warps (g = ceil(k / d)), for d1 and d2; the larger bound is tighter.
-    const unsigned a1 = lane < kWarps ? wb[kWarps + lane] : 0u, a2 = lane < kWarps ? wb[2 * kWarps + lane] : 0u;
-    const unsigned top = __reduce_max_sync(kFull, lane < kWarps ? wb[lane] : 0u);
-    int c1 = 0, c2 = 0;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-        c1 += __shfl_sync(kFull, a1, w) >= a1;
-        c2 += __shfl_sync(kFull, a2, w) >= a2;
-    }
-    const unsigned L = max(1u, max(__reduce_max_sync(kFull, lane < kWarps && c1 >= ceil_div(k, d1) ? a1 : 0u),
-                                   __reduce_max_sync(kFull, lane < kWarps && c2 >= ceil_div(k, d2) ? a2 : 0u)));
-    const float vmax = key_value(top);
-    if (!isfinite(vmax)) {  // NaN, +inf or only -inf: the general path's rules
-        work_sync();
-        return -1;
-    }
-    // The candidates in id order: keys into lg's bytes (every thread has read its values), ids into cidx.
-    int c = 0;
-#pragma unroll
-    for (int j = 0; j < kTopkMaxPer; ++j) c += key[j] >= L;
-    const int incl = warp_inclusive_sum(c);
-    int* wtot = reinterpret_cast<int*>(sm.red);
-    if (lane == 31) wtot[warp] = incl;
-    work_sync();
-    const int wt = lane < kWarps ? wtot[lane] : 0, m = __reduce_add_sync(kFull, wt);
-    if (m > kTopkMaxCand) {
-        work_sync();
-        return -1;
-    }
-    int at = __reduce_add_sync(kFull, lane < warp ? wt : 0) + incl - c;
-    unsigned* ck = reinterpret_cast<unsigned*>(sm.lg);
-#pragma unroll
-    for (int j = 0; j < kTopkMaxPer; ++j)
-        if (key[j] >= L) ck[at] = key[j], sm.cidx[at] = uint16_t(i0 + j), ++at;
-    work_sync();
-    stamp(sub, 4);
-    // The k-th largest key: four lanes count the candidates >= one candidate. Each candidate's exp(x - max) in fp64.
-    unsigned kth = 0;
-    for (int base = 0; base < m; base += kMegaThreads / 4) {
-        const int r = base + (threadIdx.x >> 2), part = threadIdx.x & 3;
-        const unsigned kr = r < m ? ck[r] : ~0u;
-        int ge = 0;
-        for (int q = part; q < m; q += 4) ge += ck[q] >= kr;
-        ge += __shfl_xor_sync(kFull, ge, 1);
-        ge += __shfl_xor_sync(kFull, ge, 2);
-        if (r < m && ge >= k) kth = max(kth, kr);
-        if (r < m && part == 0) sm.cp[r] = exp(double(key_value(kr) - vmax));
-    }
-    kth = __reduce_max_sync(kFull, kth);
-    if (lane == 0) wb[warp] = kth;  // every thread read the bounds before the candidates' sync
-    work_sync();
-    stamp(sub, 5);
-    // The draw, by every warp (no block step after it): the host's running sums S_r of the kept probabilities in id
-    // order are sequential doubles. A warp computes them as a parallel prefix P_r instead (each lane sums ceil(m / 32)
-    // consecutive candidates, then a scan over the lanes): both are within m · 2^-53 (relative) of the exact sums,
-    // so with the target and every P_r more than 1e-12 · total apart, "target < P_r" is "target < S_r" for every r and
-    // the pick is the host's. Otherwise (about one draw in 1e10) lane 0 runs the host's loop.
-    const unsigned T = __reduce_max_sync(kFull, lane < kWarps ? wb[lane] : 0u);
-    const auto prob = [&](int r) { return r < m && ck[r] >= T ? sm.cp[r] : 0.0; };
-    const int q = ceil_div(m, 32), r0 = lane * q, r1 = min(m, r0 + q);
-    double own = 0.0;
-    for (int r = r0; r < r1; ++r) own += prob(r);
-    const double sum = warp_inclusive_sum(own);
-    const double total = __shfl_sync(kFull, sum, 31), target = u * total, margin = 1e-12 * total;
-    double run = __shfl_up_sync(kFull, sum, 1);
-    if (lane == 0) run = 0.0;
-    int hit = -1, live = -1;
-    bool close = false;
-    for (int r = r0; r < r1; ++r) {
-        const double p = prob(r);
-        run += p;
-        close |= fabs(target - run) <= margin;
-        if (p > 0.0) live = r;
-        if (hit < 0 && target < run) hit = r;
-    }
-    int pick;
-    if (__any_sync(kFull, close)) {
-        // The host's loop: running sums in id order, the first above the target, else the last with p > 0.
-        pick = -1;
-        if (lane == 0) {
-            double t = 0.0;
-            for (int r = 0; r < m; ++r) t += prob(r);
-            const double tgt = u * t;
-            double cum = 0.0;
-            for (int r = 0; r < m && pick < 0; ++r) {
-                const double p = prob(r);
-                if (p <= 0.0) continue;
-                live = r;
-                cum += p;
-                if (tgt < cum) pick = r;
-            }
-            if (pick < 0) pick = live;
-        }
-        pick = __shfl_sync(kFull, pick, 0);
-    } else {
-        const unsigned hits = __ballot_sync(kFull, hit >= 0), lives = __ballot_sync(kFull, live >= 0);
-        pick = hits ? __shfl_sync(kFull, hit, __ffs(hits) - 1) : __shfl_sync(kFull, live, 31 - __clz(int(lives)));
-    }
-    stamp(sub, 6);
-    return sm.cidx[pick];
 }
 
 // sample_token of core/sampler.cpp on lg (shared, modified): temperature → top-k → top-p → inverse CDF draw.
@@ -1434,12 +1290,12 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     g.finish(ring_prof);
 }
 
-// Tests and benchmarks only: block `b` draws from logits [b][n] with settings[b] and u[b] into out[b]; path 0:
-// block_sample (the decode kernels' sampler), 1: block_topk_draw (-1 where it does not apply).
+// Tests and benchmarks only: block `b` draws from logits [b][n] with settings[b] and u[b] into out[b] with the decode
+// kernels' sampler (block_sample).
 QTTS_HD inline SmemPlan sample_test_plan(int n) { return make_smem_plan(16, 1, 0, n, 1, 1, false, 0); }
 
 __global__ void __launch_bounds__(kCtaThreads, 1)
-    sample_test_kernel(const float* logits, int n, const DevSampler* settings, const double* u, int path, int* out) {
+    sample_test_kernel(const float* logits, int n, const DevSampler* settings, const double* u, int* out) {
     extern __shared__ __align__(128) char smem_raw[];
     if (threadIdx.x >= kMegaThreads) return;
     const Smem sm = carve(smem_raw, sample_test_plan(n), 1);
@@ -1447,7 +1303,7 @@ __global__ void __launch_bounds__(kCtaThreads, 1)
     work_sync();
     const DevSampler& s = settings[blockIdx.x];
     const double ub = u[blockIdx.x];
-    const int id = path == 1 ? block_topk_draw(sm, n, s, ub, nullptr) : block_sample(sm, n, s, ub, nullptr);
+    const int id = block_sample(sm, n, s, ub, nullptr);
     if (threadIdx.x == 0) out[blockIdx.x] = id;
 }
 
@@ -1523,8 +1379,8 @@ void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cuda
                                                 dim3(kCtaThreads), params, grid.smem, stream));
 }
 
-void launch_sample_test(const float* logits, int n, const DevSampler* settings, const double* u, int cases, int path,
-                        int* out, cudaStream_t stream, bool one_per_sm) {
+void launch_sample_test(const float* logits, int n, const DevSampler* settings, const double* u, int cases, int* out,
+                        cudaStream_t stream, bool one_per_sm) {
     if (n < 1 || n > 65536) throw_gpu_error("sampler test: n must be 1 .. 65536");
     int smem = sample_test_plan(n).ring;
     if (one_per_sm) {  // more than half an SM's shared memory: no second block fits beside it
@@ -1534,7 +1390,7 @@ void launch_sample_test(const float* logits, int n, const DevSampler* settings, 
         smem = std::max(smem, per_sm / 2 + 1024);
     }
     QTTS_CUDA_CHECK(cudaFuncSetAttribute(sample_test_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    sample_test_kernel<<<cases, kCtaThreads, smem, stream>>>(logits, n, settings, u, path, out);
+    sample_test_kernel<<<cases, kCtaThreads, smem, stream>>>(logits, n, settings, u, out);
     QTTS_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -175,12 +175,11 @@ MegaLaunch plan_predictor_launch(const StackDev& stack, int vocab, int vocab0, i
                                  const LaunchLimits& limits = {});
 void launch_talker_step(const TalkerStepArgs& args, const MegaLaunch& grid, cudaStream_t stream);
 void launch_predictor_frame(const PredictorFrameArgs& args, const MegaLaunch& grid, cudaStream_t stream);
-// Tests and benchmarks only: case b draws one id from logits [b][n] with settings[b] and u[b] into out[b] (device
-// pointers; one block per case). path 0: the decode kernels' sampler, 1: the staged top-k path (-1 where it does not
-// apply; only for sampling with 0 < top_k < n and no top-p). one_per_sm: the blocks take enough shared memory that
-// each SM runs one at a time (timing).
-void launch_sample_test(const float* logits, int n, const DevSampler* settings, const double* u, int cases, int path,
-                        int* out, cudaStream_t stream, bool one_per_sm = false);
+// Tests and benchmarks only: case b draws one id from logits [b][n] with settings[b] and u[b] into out[b] with the
+// decode kernels' sampler (device pointers; one block per case). one_per_sm: the blocks take enough shared memory
+// that each SM runs one at a time (timing).
+void launch_sample_test(const float* logits, int n, const DevSampler* settings, const double* u, int cases, int* out,
+                        cudaStream_t stream, bool one_per_sm = false);
 
 // ---- batched prefill (prefill_kernels.cu) ----
 struct GemmArgs {

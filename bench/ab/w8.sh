@@ -1,4 +1,0 @@
-# 256 threads per CTA (7 consumer warps + the producer) instead of 512 (15 + 1); no spills at sm_90.
-set -e
-sed -i 's/constexpr int kCtaThreads = 512;/constexpr int kCtaThreads = 256;/' cuda/stack_kernels.h
-grep -q 'constexpr int kCtaThreads = 256;' cuda/stack_kernels.h
