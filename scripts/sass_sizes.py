@@ -13,11 +13,12 @@ import argparse
 import collections
 import glob
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
+
+from ncu_hotspots import read_disasm  # the nvdisasm -gi parser (this directory)
 
 
 def find_nvdisasm():
@@ -49,37 +50,21 @@ def main():
     args = ap.parse_args()
     src = os.path.abspath(args.src)
     with tempfile.TemporaryDirectory() as tmp:
-        cubin = os.path.join(tmp, 'k.cubin')
+        cubin, disasm = os.path.join(tmp, 'k.cubin'), os.path.join(tmp, 'k.dis')
         subprocess.run(['nvcc', '-std=c++17', '-O3', '-I', src, '-lineinfo', '-cubin', '-gencode',
                         'arch=compute_90,code=sm_90', os.path.join(src, 'cuda/decode_megakernel.cu'), '-o', cubin],
                        check=True, stderr=subprocess.DEVNULL)
-        sass = subprocess.run([find_nvdisasm(), '-gi', '-c', cubin], check=True, capture_output=True,
-                              text=True).stdout
-    # A group of "//## File F, line L [inlined at F2, line L2]" lines precedes the instructions it describes: the
-    # chain is the first location of each line, innermost first, ending with the kernel body's own line.
-    where = re.compile(r'"([^"]+)", line (\d+)')
-    instr = re.compile(r'/\*[0-9a-f]{4,}\*/\s+[A-Z@{]')
-    here = lambda f, n: int(n) if f.endswith('decode_megakernel.cu') else f'{os.path.basename(f)}:{n}'
-    section, chain, group = None, [], []
-    sizes, total = collections.Counter(), 0
-    for line in sass.split('\n'):
-        m = re.match(r'\s*\.text\.(\S+):', line)
-        if m:
-            section, chain = m.group(1), []
-            continue
-        if '//## File' in line:
-            group.append(line)
-            continue
-        if group:
-            chain = [here(*where.search(g).groups()) for g in group][::-1]  # outermost first
-            group = []
-        if section is None or args.kernel not in section or not instr.search(line):
-            continue
-        total += 1
+        with open(disasm, 'w') as f:
+            subprocess.run([find_nvdisasm(), '-gi', '-c', cubin], check=True, stdout=f)
+        chains = read_disasm(disasm, args.kernel)  # {offset: [(file, line), ...]}, innermost first
+    here = lambda f, n: n if f.endswith('decode_megakernel.cu') else f'{os.path.basename(f)}:{n}'
+    sizes, total = collections.Counter(), len(chains)
+    for chain in chains.values():
+        outer = [here(f, n) for f, n in reversed(chain)]  # the kernel body's line first
         if args.site is None:
-            sizes[tuple(chain[:1])] += 1
-        elif chain and chain[0] == args.site:
-            sizes[tuple(chain[1:1 + args.depth])] += 1
+            sizes[tuple(outer[:1])] += 1
+        elif outer[0] == args.site:
+            sizes[tuple(outer[1:1 + args.depth])] += 1
     print(f'{args.kernel}: {total * 16 / 1024:.1f} KB of SASS'
           + (f'; under line {args.site}: {sum(sizes.values()) * 16 / 1024:.1f} KB' if args.site else ''))
     for key, n in sizes.most_common(args.top):
