@@ -14,6 +14,8 @@
 # TRACE=1 ends with one traced run per variant (the phase-trace tables of both kernels), then the rounds again in
 # one compact line each ([config] talker-ms predictor-ms), since the run tool returns only the output's end.
 # .ab/ is ignored by git (.git/info/exclude); name it in the run tool's carry with .debs.
+# Prebuilt variants: .ab/bin/NAME (made here by scripts/prebuild_ab.sh, sm_90) is run as it is, without a build on
+# the device (saves ~75-100 s of device time per call; the .debs are still unpacked for the shared libraries).
 # Usage: bash scripts/device_ab.sh ROUNDS variant...
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +28,17 @@ variant_file() {
   return 1
 }
 export LD_LIBRARY_PATH=/tmp/qtts-deps/usr/lib/x86_64-linux-gnu
+if [ ! -d /tmp/qtts-deps/usr ] && [ -d .debs ]; then
+  mkdir -p /tmp/qtts-deps && for f in .debs/*.deb; do dpkg-deb -x "$f" /tmp/qtts-deps; done
+fi
 # The variants build in parallel (one build is mostly a few long nvcc jobs; they share the cores well).
 for v in "$@"; do
   [ "${REUSE:-0}" = 1 ] && [ -x "/tmp/ab_$v/build-device/bench_cuda_backend" ] && continue
+  if [ -x ".ab/bin/$v" ]; then
+    mkdir -p "/tmp/ab_$v/build-device" && cp ".ab/bin/$v" "/tmp/ab_$v/build-device/bench_cuda_backend"
+    echo "$v: prebuilt (.ab/bin/$v)"
+    continue
+  fi
   d=/tmp/ab_$v
   rm -rf "$d"; mkdir -p "$d"
   tar --exclude='./build*' -cf - . | tar -xf - -C "$d"
