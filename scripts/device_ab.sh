@@ -14,7 +14,7 @@
 # TRACE=1 ends with one traced run per variant (the phase-trace tables of both kernels), then the rounds again in
 # one compact line each ([config] talker-ms predictor-ms), since the run tool returns only the output's end.
 # .ab/ is ignored by git (.git/info/exclude); name it in the run tool's carry with .debs.
-# Prebuilt variants: .ab/bin/NAME (made here by scripts/prebuild_ab.sh, sm_90) is run as it is, without a build on
+# Prebuilt variants: .ab/bin/NAME.xz (stripped and compressed: the run tool carries 64 MiB in all; made here by scripts/prebuild_ab.sh, sm_90) is run as it is, without a build on
 # the device (saves ~75-100 s of device time per call; the .debs are still unpacked for the shared libraries).
 # Usage: bash scripts/device_ab.sh ROUNDS variant...
 set -uo pipefail
@@ -34,9 +34,11 @@ fi
 # The variants build in parallel (one build is mostly a few long nvcc jobs; they share the cores well).
 for v in "$@"; do
   [ "${REUSE:-0}" = 1 ] && [ -x "/tmp/ab_$v/build-device/bench_cuda_backend" ] && continue
-  if [ -x ".ab/bin/$v" ]; then
-    mkdir -p "/tmp/ab_$v/build-device" && cp ".ab/bin/$v" "/tmp/ab_$v/build-device/bench_cuda_backend"
-    echo "$v: prebuilt (.ab/bin/$v)"
+  if [ -f ".ab/bin/$v.xz" ]; then
+    mkdir -p "/tmp/ab_$v/build-device"
+    python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
+      ".ab/bin/$v.xz" "/tmp/ab_$v/build-device/bench_cuda_backend" && chmod +x "/tmp/ab_$v/build-device/bench_cuda_backend"
+    echo "$v: prebuilt (.ab/bin/$v.xz)"
     continue
   fi
   d=/tmp/ab_$v

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run HERE (the dev machine; no GPU needed): builds bench_cuda_backend for sm_90 once per A/B variant into
-# .ab/bin/NAME, so that scripts/device_ab.sh on the GPU machine runs them without building (device time is the
+# .ab/bin/NAME.xz, so that scripts/device_ab.sh on the GPU machine runs them without building (device time is the
 # scarce resource; a build there costs ~75-100 s of it per call, here ~15-50 s per variant).
 #   cur   this tree as it is
 #   NAME  this tree after .ab/NAME.sh or bench/ab/NAME.sh (a patch script, run from the copy's root)
@@ -26,6 +26,8 @@ for v in "$@"; do
     || { tail -20 "$d/configure.log"; exit 1; }
   cmake --build "$d/b" -j "$(nproc)" --target bench_cuda_backend >"$d/build.log" 2>&1 \
     || { grep -E "error" "$d/build.log" | head -20; exit 1; }
-  cp "$d/b/bench_cuda_backend" "$root/.ab/bin/$v"
-  echo "prebuild_ab: .ab/bin/$v ($(du -h "$root/.ab/bin/$v" | cut -f1))"
+  # Stripped and xz-compressed (~1.3 MB instead of 5.5): the run tool carries at most 64 MiB with the checkout.
+  strip -o "$d/bench_cuda_backend" "$d/b/bench_cuda_backend"
+  xz -9 -T0 -c "$d/bench_cuda_backend" > "$root/.ab/bin/$v.xz"
+  echo "prebuild_ab: .ab/bin/$v.xz ($(du -h "$root/.ab/bin/$v.xz" | cut -f1))"
 done
