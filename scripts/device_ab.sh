@@ -27,10 +27,8 @@ variant_file() {
   for f in ".ab/$1.$2" "bench/ab/$1.$2"; do [ -f "$f" ] && { echo "$f"; return 0; }; done
   return 1
 }
-export LD_LIBRARY_PATH=/tmp/qtts-deps/usr/lib/x86_64-linux-gnu
-if [ ! -d /tmp/qtts-deps/usr ] && [ -d .debs ]; then
-  mkdir -p /tmp/qtts-deps && for f in .debs/*.deb; do dpkg-deb -x "$f" /tmp/qtts-deps; done
-fi
+. scripts/device_deps.sh  # the .debs unpacked (prebuilt variants need their shared libraries)
+export LD_LIBRARY_PATH="$lib"
 # The variants build in parallel (one build is mostly a few long nvcc jobs; they share the cores well).
 for v in "$@"; do
   [ "${REUSE:-0}" = 1 ] && [ -x "/tmp/ab_$v/build-device/bench_cuda_backend" ] && continue
@@ -38,7 +36,7 @@ for v in "$@"; do
     mkdir -p "/tmp/ab_$v/build-device"
     python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
       ".ab/bin/$v.xz" "/tmp/ab_$v/build-device/bench_cuda_backend" && chmod +x "/tmp/ab_$v/build-device/bench_cuda_backend"
-    echo "$v: prebuilt (.ab/bin/$v.xz)"
+    echo "$v: prebuilt (.ab/bin/$v.xz, $(cat ".ab/bin/$v.src" 2>/dev/null || echo 'source unknown'))"
     continue
   fi
   d=/tmp/ab_$v

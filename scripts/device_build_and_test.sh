@@ -22,19 +22,9 @@ cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/qtts-out}"
 mkdir -p "$out"
 build="${BUILD_DIR:-build-device}"
-deps=/tmp/qtts-deps
-lib="$deps/usr/lib/x86_64-linux-gnu"
 log() { echo "== $*" | tee -a "$out/summary.txt"; }
 
-[ -d .debs ] || { echo "no .debs/: run scripts/device_fetch_debs.sh here and carry .debs" >&2; exit 2; }
-if [ ! -d "$deps/usr" ]; then
-  mkdir -p "$deps"
-  for f in .debs/*.deb; do dpkg-deb -x "$f" "$deps" || { mkdir -p /tmp/qtts-ar && (cd /tmp/qtts-ar && ar x "$OLDPWD/$f" && tar -xf data.tar.* -C "$deps"); }; done
-  # Relocate the pkg-config files; drop static-only requirements whose .pc files are not carried.
-  for pc in "$lib"/pkgconfig/*.pc "$deps"/usr/share/pkgconfig/*.pc; do
-    sed -i -e "s|^prefix=/usr\$|prefix=$deps/usr|" -e '/^Requires.private/d' "$pc"
-  done
-fi
+. scripts/device_deps.sh  # $deps, $lib: the .debs unpacked
 export PATH="/usr/local/cuda/bin:$PATH"
 command -v pkg-config >/dev/null || export PATH="$PATH:$deps/usr/bin"
 export PKG_CONFIG_PATH="$lib/pkgconfig:$deps/usr/share/pkgconfig"

@@ -16,6 +16,7 @@ for v in "$@"; do
   d=$work/$v
   rm -rf "$d"; mkdir -p "$d"
   tar --exclude='./build*' --exclude='./.ab/bin' --exclude='./.debs' --exclude='./.oracle' -cf - . | tar -xf - -C "$d"
+  patch=
   if [ "$v" != cur ]; then
     patch=$(for f in ".ab/$v.sh" "bench/ab/$v.sh"; do [ -f "$f" ] && { echo "$f"; break; }; done)
     [ -n "$patch" ] || { echo "prebuild_ab: no .ab/$v.sh or bench/ab/$v.sh" >&2; exit 2; }
@@ -29,5 +30,8 @@ for v in "$@"; do
   # Stripped and xz-compressed (~1.3 MB instead of 5.5): the run tool carries at most 64 MiB with the checkout.
   strip -o "$d/bench_cuda_backend" "$d/b/bench_cuda_backend"
   xz -9 -T0 -c "$d/bench_cuda_backend" > "$root/.ab/bin/$v.xz"
-  echo "prebuild_ab: .ab/bin/$v.xz ($(du -h "$root/.ab/bin/$v.xz" | cut -f1))"
+  # What it was built from, printed by device_ab.sh: a prebuilt binary outlives later edits of this tree.
+  echo "built $(date -u +%FT%TZ) from $(git describe --always --dirty 2>/dev/null || echo unknown)${patch:+ + $patch}" \
+    > "$root/.ab/bin/$v.src"
+  echo "prebuild_ab: .ab/bin/$v.xz ($(du -h "$root/.ab/bin/$v.xz" | cut -f1); $(cat "$root/.ab/bin/$v.src"))"
 done
